@@ -1,0 +1,130 @@
+"""Benchmark: one simulated round vs a centralised step vs a Python loop over peers.
+
+For N in {16, 256, 1024} peers (MLP on digits, batch 32 per peer, ring, D-PSGD, SGD):
+
+- ``sim_s``: one jitted simulator round (vmapped local steps + gather mixing);
+- ``central_s``: one centralised training step of the same model on a batch of N×32;
+- ``loop_s``: a Python loop that steps each peer separately (jitted per-peer step), then
+  mixes each peer separately (jitted per-peer mix).
+
+Each figure is the median of several timed repeats after a warm-up. Prints one JSON object
+per N and writes them all to ``benchmarks/results/sim_throughput.json``.
+
+Usage: ``python benchmarks/sim_throughput.py --json [--peers 16 256 1024] [--repeats 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from gossip.config import Config
+from gossip.training import make_local_round, make_local_step, round_key, run_keys, sample_batch
+from sims.experiment import build_experiment, init_stacked_params, stack_shards
+from sims.run import mixing_graph
+from sims.simulator import make_simulator
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _median_time(fn, repeats: int) -> float:
+    jax.block_until_ready(fn())  # warm-up (compiles)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench(n: int, batch: int, repeats: int, loop_repeats: int) -> dict:
+    cfg = Config(peers=n, topology="ring", dataset="digits", model="mlp", optimizer="sgd",
+                 lr=0.05, batch_size=batch)
+    exp = build_experiment(cfg)
+    init_key, train_key = run_keys(cfg.seed)
+    data = stack_shards(exp.dataset, exp.shards)
+    graph, _ = mixing_graph(exp.topology, 0)
+
+    sim = make_simulator(exp.model.loss, exp.optimizer, exp.rule, batch)
+    state = sim.init(init_stacked_params(exp, init_key))
+
+    def sim_round():
+        nonlocal state
+        state, loss = sim.round(state, data, graph, train_key)
+        return loss
+
+    sim_s = _median_time(sim_round, repeats)
+
+    step = jax.jit(make_local_step(exp.model.loss, exp.optimizer))
+    one = jax.tree.map(lambda a: a[0], init_stacked_params(exp, init_key))
+    central = {"p": one, "o": exp.optimizer.init(one)}
+    x_all, y_all = jnp.asarray(exp.dataset.x_train), jnp.asarray(exp.dataset.y_train)
+    big = sample_batch(train_key, x_all, y_all, jnp.asarray(len(x_all)), n * batch)
+
+    def central_step():
+        central["p"], central["o"], metrics = step(central["p"], central["o"], big, train_key)
+        return metrics["loss"]
+
+    central_s = _median_time(central_step, repeats)
+
+    local_round = jax.jit(make_local_round(step, batch, 1))
+    message = jax.jit(exp.rule.message)
+    mix = jax.jit(exp.rule.mix)
+    peers = [{"p": jax.tree.map(lambda a, i=i: a[i], state.params),
+              "o": jax.tree.map(lambda a, i=i: a[i], state.opt_state),
+              "r": jax.tree.map(lambda a, i=i: a[i], state.rule_state)} for i in range(n)]
+    nbr, w, sw = (jax.device_get(a) for a in graph)
+
+    def loop_round():
+        for i, peer in enumerate(peers):
+            peer["p"], peer["o"], _ = local_round(peer["p"], peer["o"], data.x[i], data.y[i],
+                                                  data.size[i], round_key(train_key, i, 0))
+        msgs = [message(peer["p"], peer["r"]) for peer in peers]
+        for i, peer in enumerate(peers):
+            payloads = jax.tree.map(lambda *xs: jnp.stack(xs), *[msgs[j] for j in nbr[i]])
+            peer["p"], peer["r"] = mix(peer["p"], peer["r"], payloads, w[i], sw[i])
+        return peers[-1]["p"]
+
+    loop_s = _median_time(loop_round, loop_repeats)
+    return {"peers": n, "batch_per_peer": batch, "sim_s": sim_s, "central_s": central_s,
+            "loop_s": loop_s, "sim_over_central": sim_s / central_s,
+            "loop_over_sim": loop_s / sim_s,
+            "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object per N")
+    parser.add_argument("--peers", type=int, nargs="+", default=[16, 256, 1024])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--loop-repeats", type=int, default=2)
+    args = parser.parse_args()
+    rows = []
+    for n in args.peers:
+        row = bench(n, args.batch, args.repeats, args.loop_repeats)
+        rows.append(row)
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            print(f"N={n:5d}  sim {row['sim_s'] * 1e3:8.2f} ms  central "
+                  f"{row['central_s'] * 1e3:8.2f} ms  loop {row['loop_s'] * 1e3:9.1f} ms  "
+                  f"sim/central {row['sim_over_central']:.2f}  loop/sim "
+                  f"{row['loop_over_sim']:.1f}", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": platform.machine(), "cpus": jax.device_count(),
+            "jax": jax.__version__, "device": jax.devices()[0].platform}
+    (RESULTS / "sim_throughput.json").write_text(
+        json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""gossip-train: decentralized deep learning in JAX."""

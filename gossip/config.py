@@ -1,0 +1,178 @@
+"""Run configuration: a TOML file, overridden by command-line flags, validated in one place.
+
+Every key, its default and meaning is listed in ``docs/config.md``. The resolved
+configuration is written next to a run's outputs as ``config.toml``, so a run can be
+repeated with ``--config OUT/config.toml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from gossip.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A resolved run configuration (see ``docs/config.md`` for every key)."""
+
+    peers: int = 16
+    topology: str = "ring"
+    topology_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    weights: str = "default"
+    rule: str = "dpsgd"
+    local_steps: int = 1
+    dataset: str = "digits"
+    dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    partition: str = "iid"
+    alpha: float = 0.5
+    shards_per_peer: int = 2
+    model: str = "mlp"
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    optimizer: str = "momentum"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    rounds: int = 300
+    eval_every: int = 25
+    seed: int = 0
+    same_init: bool = True
+    out: str = "runs/sim"
+    save_params: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as a plain dict (TOML-serialisable)."""
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """The configuration as TOML text."""
+        return tomli_w.dumps(self.to_dict())
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
+_POSITIVE = ("peers", "local_steps", "batch_size", "rounds", "eval_every", "shards_per_peer")
+
+
+def _check_type(key: str, value: Any) -> Any:
+    default = Config.__dataclass_fields__[key].default
+    if default is dataclasses.MISSING:
+        expected: type = dict
+    else:
+        expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, bool) or not isinstance(value, expected):
+        raise ConfigError(f"config key {key!r} must be {expected.__name__}, "
+                          f"got {type(value).__name__} {value!r}")
+    return value
+
+
+def resolve(file_values: dict[str, Any], overrides: dict[str, Any]) -> Config:
+    """Merges file values and overrides (overrides win) into a validated ``Config``.
+
+    Args:
+        file_values: keys read from a TOML file.
+        overrides: keys given on the command line (None values are ignored).
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type, or an out-of-range number.
+    """
+    merged = dict(file_values)
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    for key in merged:
+        if key not in FIELDS:
+            raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(FIELDS)}")
+    checked = {k: _check_type(k, v) for k, v in merged.items()}
+    config = Config(**checked)
+    for key in _POSITIVE:
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {getattr(config, key)}")
+    if not config.alpha > 0:
+        raise ConfigError(f"alpha must be > 0, got {config.alpha}")
+    return config
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Reads a TOML config file.
+
+    Raises:
+        ConfigError: the file is missing or is not valid TOML.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+
+
+# Flags that override config keys: (flag, key, type, help).
+_FLAGS: list[tuple[str, str, type, str]] = [
+    ("--peers", "peers", int, "number of peers"),
+    ("--topology", "topology", str, "topology name (see `gossip topo`)"),
+    ("--weights", "weights", str, "mixing weights: default, uniform, metropolis, push"),
+    ("--rule", "rule", str, "gossip rule: dpsgd, dpsgd_cta, local_sgd, push_sum"),
+    ("--dataset", "dataset", str, "dataset name"),
+    ("--model", "model", str, "model name"),
+    ("--rounds", "rounds", int, "communication rounds"),
+    ("--local-steps", "local_steps", int, "local steps per round (H)"),
+    ("--batch-size", "batch_size", int, "batch size per peer and step"),
+    ("--lr", "lr", float, "learning rate"),
+    ("--optimizer", "optimizer", str, "optimizer: sgd, momentum, nesterov, adam, adamw"),
+    ("--momentum", "momentum", float, "momentum coefficient"),
+    ("--partition", "partition", str, "data split: iid, dirichlet, dirichlet_peer, shards, "
+                                      "quantity"),
+    ("--alpha", "alpha", float, "Dirichlet concentration for dirichlet/quantity splits"),
+    ("--seed", "seed", int, "run seed (topology, data split, init, batches)"),
+    ("--out", "out", str, "output directory"),
+    ("--eval-every", "eval_every", int, "evaluate every this many rounds"),
+]
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--config``, one flag per common key, ``--set KEY=VALUE`` and ``--save-params``."""
+    parser.add_argument("--config", metavar="FILE", help="TOML config file")
+    for flag, key, typ, help_ in _FLAGS:
+        parser.add_argument(flag, dest=key, type=typ, default=None, help=help_)
+    parser.add_argument("--save-params", dest="save_params", action="store_true", default=None,
+                        help="write each peer's final parameters to OUT/params/")
+    parser.add_argument("--set", dest="set_values", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="set any config key; VALUE is TOML, e.g. "
+                             "--set 'model_options={hidden=[256]}'")
+
+
+def _parse_set(item: str) -> tuple[str, Any]:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word is a string
+    return key.strip(), value
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Resolves the configuration from ``--config``, ``--set`` and the flags (flags win)."""
+    file_values = load_toml(args.config) if args.config else {}
+    overrides = dict(_parse_set(item) for item in args.set_values)
+    flags = {key: getattr(args, key) for _, key, _, _ in _FLAGS}
+    flags["save_params"] = args.save_params
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    return resolve(file_values, overrides)

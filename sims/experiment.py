@@ -1,0 +1,104 @@
+"""Builds every piece of a run from a ``Config``: data, shards, model, optimizer, rule, topology.
+
+All user errors surface here, before anything is written to disk. The simulator and the
+real peer runtime build the same experiment from the same config, so they agree on shards,
+initial parameters and hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gossip.config import Config
+from gossip.data import Dataset, load_dataset, partition
+from gossip.optim import make_optimizer
+from gossip.rules import DEFAULT_WEIGHTS, GossipRule, make_rule
+from gossip.topology import Topology, make_topology
+from gossip.training import init_key_for
+from models import Model, make_model
+from sims.simulator import PeerData
+
+Params = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Everything a run needs, resolved from its config.
+
+    Attributes:
+        config: the resolved configuration.
+        dataset: the full dataset (train and test).
+        shards: N index arrays into ``dataset.x_train``, one per peer.
+        model: the model's pure functions.
+        optimizer: the optax optimizer.
+        rule: the gossip rule.
+        topology: the communication topology.
+    """
+
+    config: Config
+    dataset: Dataset
+    shards: list[np.ndarray]
+    model: Model
+    optimizer: optax.GradientTransformation
+    rule: GossipRule
+    topology: Topology
+
+
+def topology_weights(config: Config) -> str | None:
+    """The weight scheme for the topology: the config's, or the rule's default."""
+    if config.weights != "default":
+        return config.weights
+    return DEFAULT_WEIGHTS.get(config.rule)
+
+
+def build_experiment(config: Config) -> Experiment:
+    """Builds and validates every piece of a run.
+
+    Raises:
+        ConfigError: any bad name, option, value or data file, with a one-line message.
+    """
+    rule = make_rule(config.rule, config.local_steps)
+    optimizer = make_optimizer(config.optimizer, config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    topology = make_topology(config.topology, config.peers, seed=config.seed,
+                             weights=topology_weights(config), **config.topology_options)
+    dataset = load_dataset(config.dataset, seed=config.seed, **config.dataset_options)
+    model = make_model(config.model, {**dataset.meta, "task": dataset.task},
+                       **config.model_options)
+    shards = partition(dataset.y_train, config.peers, config.partition, seed=config.seed,
+                       alpha=config.alpha, shards_per_peer=config.shards_per_peer)
+    return Experiment(config, dataset, shards, model, optimizer, rule, topology)
+
+
+def init_peer_params(model: Model, sample_x: np.ndarray, init_key: jax.Array, peer: int,
+                     same_init: bool) -> Params:
+    """One peer's initial parameters (identical to the simulator's row ``peer``)."""
+    return model.init(init_key_for(init_key, peer, same_init), jnp.asarray(sample_x))
+
+
+def init_stacked_params(exp: Experiment, init_key: jax.Array) -> Params:
+    """Every peer's initial parameters stacked on a leading axis: leaves (N, ...)."""
+    n, sample = exp.config.peers, exp.dataset.x_train[:1]
+    if exp.config.same_init:
+        one = init_peer_params(exp.model, sample, init_key, 0, True)
+        return jax.tree.map(lambda a: jnp.repeat(a[None], n, axis=0), one)
+    keys = jnp.stack([init_key_for(init_key, i, False) for i in range(n)])
+    return jax.vmap(lambda k: exp.model.init(k, jnp.asarray(sample)))(keys)
+
+
+def stack_shards(dataset: Dataset, shards: list[np.ndarray]) -> PeerData:
+    """Pads every peer's shard to the longest one and stacks them: see ``PeerData``."""
+    m = max(len(s) for s in shards)
+    x = np.zeros((len(shards), m, *dataset.x_train.shape[1:]), dataset.x_train.dtype)
+    y = np.zeros((len(shards), m, *dataset.y_train.shape[1:]), dataset.y_train.dtype)
+    for i, idx in enumerate(shards):
+        x[i, :len(idx)] = dataset.x_train[idx]
+        y[i, :len(idx)] = dataset.y_train[idx]
+    size = np.array([len(s) for s in shards], np.int32)
+    return PeerData(jnp.asarray(x), jnp.asarray(y), jnp.asarray(size))
