@@ -72,7 +72,8 @@ def build_experiment(config: Config) -> Experiment:
     model = make_model(config.model, {**dataset.meta, "task": dataset.task},
                        **config.model_options)
     shards = partition(dataset.y_train, config.peers, config.partition, seed=config.seed,
-                       alpha=config.alpha, shards_per_peer=config.shards_per_peer)
+                       alpha=config.alpha, shards_per_peer=config.shards_per_peer,
+                       dataset=dataset.name)
     return Experiment(config, dataset, shards, model, optimizer, rule, topology)
 
 

@@ -92,7 +92,8 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
                 "bytes_sent": bytes_sent,
                 "messages_sent": messages_sent,
             }
-            bar.set_postfix(loss=f"{record['loss']:.3f}", **{short: f"{ev['avg_model_metric']:.3f}"})
+            bar.set_postfix({"loss": f"{record['loss']:.3f}",
+                             short: f"{record[f'avg_model_{short}']:.3f}"})
             if sink:
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
@@ -109,7 +110,8 @@ def save_peer_params(params: Any, out_dir: Path) -> None:
     host = jax.device_get(params)
     n = jax.tree.leaves(host)[0].shape[0]
     for i in range(n):
-        save_npz(out_dir / "params" / f"peer-{i:04d}.npz", jax.tree.map(lambda x: x[i], host))
+        peer = jax.tree.map(lambda x, i=i: x[i], host)
+        save_npz(out_dir / "params" / f"peer-{i:04d}.npz", peer)
 
 
 def human_bytes(n: float) -> str:

@@ -111,6 +111,7 @@ def make_simulator(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                                    rule.local_steps)
 
     def init(params: Params) -> SimState:
+        params = jax.tree.map(jnp.copy, params)  # the round donates its state, not the caller's
         return SimState(params=params,
                         opt_state=jax.vmap(optimizer.init)(params),
                         rule_state=jax.vmap(rule.init)(params),

@@ -15,7 +15,7 @@ from sims.simulator import PeerData, make_simulator
 
 def linear_loss(params, x, y):
     """Least squares of a linear model: any pytree + loss works, no model library needed."""
-    pred = x @ params["w"] + params["b"]
+    pred = x @ params["w"] + params["b"][None, :]
     return jnp.mean((pred - y) ** 2)
 
 
@@ -32,12 +32,17 @@ def _stack(n: int) -> dict:
     return jax.tree.map(lambda a: jnp.repeat(a[None], n, axis=0), one)
 
 
-@pytest.mark.parametrize("rule_name", ["dpsgd", "dpsgd_cta"])
+def _peer_batch(data, train_key, p, t, batch):
+    batch_key, _ = jax.random.split(jax.random.fold_in(round_key(train_key, p, t), 0))
+    return sample_batch(batch_key, data.x[p], data.y[p], data.size[p], batch)
+
+
+@pytest.mark.parametrize("rule_name", ["dpsgd", "local_sgd"])
 def test_dpsgd_on_complete_graph_equals_centralised_sgd(rule_name, key):
     n, batch, lr, rounds = 4, 8, 0.05, 6
     data = _data(n, 20, key)
     train_key = jax.random.key(7)
-    sim = make_simulator(linear_loss, optax.sgd(lr), make_rule(rule_name), batch)
+    sim = make_simulator(linear_loss, optax.sgd(lr), make_rule(rule_name, 1), batch)
     graph, _ = mixing_graph(make_topology("complete", n), 0)
     state = sim.init(_stack(n))
 
@@ -45,12 +50,8 @@ def test_dpsgd_on_complete_graph_equals_centralised_sgd(rule_name, key):
     for t in range(rounds):
         state, _ = sim.round(state, data, graph, train_key)
         # The same batches the peers drew, concatenated: one SGD step on their union.
-        xs, ys = [], []
-        for p in range(n):
-            batch_key, _ = jax.random.split(jax.random.fold_in(round_key(train_key, p, t), 0))
-            xb, yb = sample_batch(batch_key, data.x[p], data.y[p], data.size[p], batch)
-            xs.append(xb)
-            ys.append(yb)
+        xs, ys = zip(*(_peer_batch(data, train_key, p, t, batch) for p in range(n)),
+                     strict=True)
         grads = jax.grad(linear_loss)(central, jnp.concatenate(xs), jnp.concatenate(ys))
         central = jax.tree.map(lambda w, g: w - lr * g, central, grads)
 
@@ -58,6 +59,25 @@ def test_dpsgd_on_complete_graph_equals_centralised_sgd(rule_name, key):
         for p in range(n):
             np.testing.assert_allclose(state.params[name][p], central[name], rtol=1e-5,
                                        atol=1e-6)
+
+
+def test_combine_then_adapt_adds_the_local_update_to_the_mixed_parameters(key):
+    # x_i <- Σ_j W_ij x_j − lr ∇f_i(x_i): the gradient is taken at the unmixed parameters.
+    n, batch, lr = 4, 8, 0.05
+    data = _data(n, 20, key)
+    train_key = jax.random.key(3)
+    params = jax.tree.map(lambda a: a * jnp.arange(1.0, n + 1).reshape(-1, *[1] * (a.ndim - 1)),
+                          _stack(n))
+    params["b"] = params["b"] + jnp.arange(n, dtype=jnp.float32)[:, None]
+    sim = make_simulator(linear_loss, optax.sgd(lr), make_rule("dpsgd_cta"), batch)
+    graph, _ = mixing_graph(make_topology("complete", n), 0)
+    state, _ = sim.round(sim.init(params), data, graph, train_key)
+    for p in range(n):
+        own = jax.tree.map(lambda a, p=p: a[p], params)
+        grads = jax.grad(linear_loss)(own, *_peer_batch(data, train_key, p, 0, batch))
+        for name in ("w", "b"):
+            expected = params[name].mean(0) - lr * grads[name]
+            np.testing.assert_allclose(state.params[name][p], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_round_compiles_once_across_50_rounds_of_a_time_varying_topology(key):

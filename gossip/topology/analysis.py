@@ -1,0 +1,150 @@
+"""Spectral analysis of mixing matrices: SLEM, spectral gap, rounds to consensus.
+
+These functions work on dense (n, n) matrices and are meant for analysis, not training. They
+stay fast up to n of about 1024 for ring-like graphs: static symmetric graphs use a closed
+form, other static graphs a doubling search over matrix powers (O(n^3 log t)), and
+time-varying ones iterate the product with the gather form of W_t (O(n^2 k) a round) and
+compute an exact spectral norm only when cheap bounds cannot decide.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.linalg
+
+from gossip.topology.base import Topology
+
+
+def _norm2(a: np.ndarray) -> float:
+    """Spectral norm of a dense matrix (via the top eigenvalue of AᵀA for large ones)."""
+    n = a.shape[0]
+    if n <= 128:
+        return float(np.linalg.norm(a, 2))
+    top = scipy.linalg.eigh(a.T @ a, eigvals_only=True, subset_by_index=[n - 1, n - 1])
+    return math.sqrt(max(float(top[0]), 0.0))
+
+
+def slem(w: np.ndarray) -> float:
+    """Second largest eigenvalue modulus, ‖W − 11ᵀ/n‖₂ (the spectral norm).
+
+    Args:
+        w: float (n, n) mixing matrix.
+
+    Returns:
+        The norm; for a symmetric doubly stochastic W it is the largest |eigenvalue| after 1.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    a = w - 1.0 / w.shape[0]
+    if np.allclose(a, a.T, rtol=0, atol=1e-12):
+        return float(np.abs(np.linalg.eigvalsh((a + a.T) / 2)).max())
+    return _norm2(a)
+
+
+def spectral_gap(w: np.ndarray) -> float:
+    """``1 - slem(w)``.
+
+    Args:
+        w: float (n, n) mixing matrix.
+
+    Returns:
+        The spectral gap (larger mixes faster).
+    """
+    return 1.0 - slem(w)
+
+
+def _dist(p: np.ndarray, tol: float) -> tuple[bool, bool]:
+    """``(‖P − J‖₂ <= tol, P has reached a consensus other than J)``."""
+    n = p.shape[0]
+    a = p - 1.0 / n
+    frob = float(np.linalg.norm(a))
+    if frob <= tol:
+        return True, False
+    lower = float(np.sqrt(max((a * a).sum(axis=0).max(), (a * a).sum(axis=1).max())))
+    upper = math.sqrt(float(np.abs(a).sum(axis=0).max() * np.abs(a).sum(axis=1).max()))
+    if upper <= tol or (lower <= tol and _norm2(a) <= tol):
+        return True, False
+    # rows (or columns) all equal: products of row- (column-) stochastic W stay there
+    rows = float(np.linalg.norm(p - p.mean(axis=0)))
+    cols = float(np.linalg.norm(p - p.mean(axis=1, keepdims=True)))
+    return False, min(rows, cols) <= tol * 1e-3
+
+
+def rounds_to_consensus(topo: Topology, tol: float = 1e-6, cap: int = 100_000) -> int:
+    """Smallest t with ‖W_t ⋯ W_1 − 11ᵀ/n‖₂ <= tol, W_1 being the matrix of round 0.
+
+    Only meaningful for row-stochastic weights whose products tend to 11ᵀ/n (doubly
+    stochastic ones, e.g. uniform on regular or Metropolis on undirected graphs). Products
+    that settle on another consensus (e.g. uniform weights on a star, epidemic graphs, push
+    weights) are detected and return ``cap``. The doubling search for static non-symmetric W
+    assumes the distance does not grow with t (true for doubly stochastic W).
+
+    Args:
+        topo: the topology (its weights are used).
+        tol: the tolerance on the spectral norm.
+        cap: returned when the tolerance is not reached within ``cap`` rounds.
+
+    Returns:
+        The number of rounds, in ``[1, cap]``.
+    """
+    if not topo.time_varying:
+        return _static_rounds(topo.matrix(0), tol, cap)
+    n = topo.n
+    p = np.eye(n)
+    for t in range(1, cap + 1):
+        neighbours, _, weights, self_weight = topo._mixing(t - 1)
+        p = self_weight[:, None] * p + np.einsum("ik,ikj->ij", weights, p[neighbours])
+        done, stuck = _dist(p, tol)
+        if done:
+            return t
+        if stuck:
+            return cap
+    return cap
+
+
+def _static_rounds(w: np.ndarray, tol: float, cap: int) -> int:
+    if np.allclose(w, w.T, rtol=0, atol=1e-12) and np.allclose(w.sum(axis=1), 1, atol=1e-12):
+        s = slem(w)
+        if s <= 1e-300:
+            return 1
+        if s >= 1 - 1e-15:
+            return cap
+        return int(min(cap, max(1, math.ceil(math.log(tol) / math.log(s) - 1e-9))))
+    powers = [w]  # powers[i] = W^(2^i)
+    done, stuck = _dist(w, tol)
+    if done:
+        return 1
+    while not done:
+        if stuck or 2 ** len(powers) > 2 * cap:
+            return cap
+        powers.append(powers[-1] @ powers[-1])
+        done, stuck = _dist(powers[-1], tol)
+    # the answer lies in (2^(m-1), 2^m] with m = len(powers) - 1: binary search from below
+    lo, p = 2 ** (len(powers) - 2), powers[-2]
+    for i in reversed(range(len(powers) - 2)):
+        q = p @ powers[i]
+        if not _dist(q, tol)[0]:
+            lo, p = lo + 2**i, q
+    return min(cap, lo + 1)
+
+
+def average_slem(topo: Topology, rounds: int | None = None) -> float:
+    """SLEM of W_t averaged over rounds (just the SLEM of W for a static graph).
+
+    Args:
+        topo: the topology.
+        rounds: how many rounds from round 0; default max(period, 50).
+
+    Returns:
+        The mean of ``slem(topo.matrix(t))``.
+    """
+    if not topo.time_varying:
+        return slem(topo.matrix(0))
+    rounds = rounds or max(topo.period or 1, 50)
+    if topo.period is None:
+        return float(np.mean([slem(topo.matrix(t)) for t in range(rounds)]))
+    # periodic: each phase once, weighted by how often it occurs in the first `rounds` rounds
+    phases = min(rounds, topo.period)
+    counts = np.bincount(np.arange(rounds) % topo.period, minlength=phases)[:phases]
+    return float(np.average([slem(topo.matrix(t)) for t in range(phases)], weights=counts))

@@ -1,0 +1,228 @@
+"""The ``Topology`` base class, the ``RoundGraph`` it returns, and graph-packing helpers."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+
+from gossip.errors import ConfigError
+from gossip.topology.weights import mixing_weights, resolve_weights
+
+
+class RoundGraph(NamedTuple):
+    """The mixing graph of one round, as fixed-shape arrays (``k`` slots per peer).
+
+    Attributes:
+        neighbours: int32 (n, k), in-neighbour ids of each peer; padding slots hold the
+            peer's own id.
+        weights: float32 (n, k), the mixing weight of each in-neighbour; 0 on padding slots.
+        self_weight: float32 (n,), the weight each peer gives itself.
+    """
+
+    neighbours: np.ndarray
+    weights: np.ndarray
+    self_weight: np.ndarray
+
+
+def pack_edges(n: int, src: np.ndarray, dst: np.ndarray, k: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Packs directed edges ``src -> dst`` into padded in-neighbour arrays.
+
+    Self loops and duplicate edges are dropped. In-neighbours are sorted by id; when a peer
+    has more than ``k`` of them, the ``k`` lowest ids are kept.
+
+    Args:
+        n: number of peers.
+        src: int (E,), senders.
+        dst: int (E,), receivers.
+        k: number of slots; None uses the largest in-degree (at least 1).
+
+    Returns:
+        ``(neighbours, mask)``: int64 (n, k) with own ids on padding slots, bool (n, k).
+    """
+    src = np.asarray(src, dtype=np.int64)
+    dst = np.asarray(dst, dtype=np.int64)
+    keep = src != dst
+    code = np.unique(dst[keep] * n + src[keep])  # sorted by (dst, src), deduplicated
+    dst, src = code // n, code % n
+    counts = np.bincount(dst, minlength=n)
+    if k is None:
+        k = max(1, int(counts.max(initial=0)))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(dst.size) - starts[dst]
+    fits = slot < k
+    neighbours = np.repeat(np.arange(n, dtype=np.int64)[:, None], k, axis=1)
+    mask = np.zeros((n, k), dtype=bool)
+    neighbours[dst[fits], slot[fits]] = src[fits]
+    mask[dst[fits], slot[fits]] = True
+    return neighbours, mask
+
+
+def undirected_edges(i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both directions of undirected edges ``i -- j``, as ``(src, dst)``."""
+    return np.concatenate([i, j]), np.concatenate([j, i])
+
+
+def is_undirected(neighbours: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether a packed graph has the edge ``j -> i`` for each edge ``i -> j``."""
+    n = neighbours.shape[0]
+    dst = np.repeat(np.arange(n), neighbours.shape[1])[mask.ravel()]
+    src = neighbours[mask]
+    forward = np.unique(src * n + dst)
+    backward = np.unique(dst * n + src)
+    return bool(np.array_equal(forward, backward))
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """An integer option in ``[low, high]``, or ConfigError naming it."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+class Topology:
+    """A deterministic function of ``(n, round, seed)`` giving each peer's neighbours and weights.
+
+    Subclasses set the class attributes, validate their options in ``_setup`` (which sets
+    ``k``, and ``undirected`` and ``period`` where they differ from the defaults), and give
+    the graph of round t with ``_edges(t)``; static subclasses call ``_set_static`` instead.
+
+    Attributes:
+        name: the topology's name in ``TOPOLOGIES``.
+        n: number of peers.
+        k: in-neighbour slots per peer (self excluded), the same in every round.
+        seed: the seed every random choice derives from (with the round).
+        weights: the weight scheme in use (``"uniform"``, ``"metropolis"`` or ``"push"``).
+        options: the topology's options, defaults filled in.
+        time_varying: whether the graph changes from round to round.
+        undirected: whether every round's graph is undirected.
+        symmetric: whether every round's W is symmetric (and so doubly stochastic).
+        period: 1 for static graphs, the period of a periodic time-varying one, None when
+            random.
+    """
+
+    name: ClassVar[str] = ""
+    OPTIONS: ClassVar[dict[str, Any]] = {}
+    time_varying: ClassVar[bool] = False
+    regular: ClassVar[bool] = True  # every edge joins peers of equal degree -> uniform default
+
+    def __init__(self, n: int, *, seed: int = 0, weights: str | None = None,
+                 **options: Any) -> None:
+        self.n = check_int("n", n, 2)
+        self.seed = check_int("seed", seed, 0)
+        for key in options:
+            if key not in self.OPTIONS:
+                valid = ", ".join(sorted(self.OPTIONS)) or "none"
+                raise ConfigError(f"unknown option {key!r} for topology {self.name!r}; "
+                                  f"valid options: {valid}")
+        self.options = {**self.OPTIONS, **options}
+        self.k = 1
+        self.undirected = True
+        self.period: int | None = 1
+        self._static: tuple[np.ndarray, np.ndarray] | None = None
+        self._setup(**self.options)
+        if self._static is not None:
+            self.undirected = is_undirected(*self._static)
+        default = "uniform" if self.regular or not self.undirected else "metropolis"
+        self.weights = resolve_weights(weights, default=default, undirected=self.undirected,
+                                       topology=self.name)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.symmetric = self._is_symmetric()
+
+    def __repr__(self) -> str:
+        opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return (f"{type(self).__name__}(n={self.n}, seed={self.seed}, "
+                f"weights={self.weights!r}{opts})")
+
+    # -- for subclasses ------------------------------------------------------------------------
+
+    def _setup(self, **options: Any) -> None:
+        """Validates the options and builds what the graph needs (sets ``k``)."""
+
+    def _edges(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """The packed graph ``(neighbours (n, k), mask (n, k))`` of round t."""
+        raise NotImplementedError
+
+    def _set_static(self, src: np.ndarray, dst: np.ndarray) -> None:
+        self._static = pack_edges(self.n, src, dst)
+        self.k = self._static[0].shape[1]
+
+    def _is_symmetric(self) -> bool:
+        if not self.time_varying:
+            w = self.matrix(0)
+            return bool(np.allclose(w, w.T, atol=1e-12, rtol=0)
+                        and np.allclose(w.sum(axis=1), 1.0, atol=1e-12, rtol=0))
+        return self.undirected and (self.weights == "metropolis" or self.regular)
+
+    # -- public --------------------------------------------------------------------------------
+
+    def _mixing(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(neighbours, mask, weights float64, self_weight float64)`` of round t."""
+        t = check_int("round", t, 0)
+        if self._static is not None:
+            t = 0
+        if t not in self._cache:
+            if len(self._cache) > 8:
+                self._cache.clear()
+            neighbours, mask = self._static if self._static is not None else self._edges(t)
+            weights, self_weight = mixing_weights(self.weights, neighbours, mask)
+            self._cache[t] = (neighbours, mask, weights, self_weight)
+        return self._cache[t]
+
+    def round_graph(self, t: int) -> RoundGraph:
+        """The mixing graph of round t.
+
+        Args:
+            t: the round, >= 0.
+
+        Returns:
+            A ``RoundGraph`` of int32 (n, k) neighbours, float32 (n, k) weights and float32 (n,)
+            self weights. With uniform and Metropolis weights each row's self weight plus its
+            weights sum to 1; with push weights the columns of W sum to 1 instead.
+        """
+        neighbours, _, weights, self_weight = self._mixing(t)
+        return RoundGraph(neighbours.astype(np.int32), weights.astype(np.float32),
+                          self_weight.astype(np.float32))
+
+    def out_neighbours(self, t: int) -> list[np.ndarray]:
+        """Each peer's out-neighbours in round t (where a peer sends its message).
+
+        Args:
+            t: the round, >= 0.
+
+        Returns:
+            A list of n sorted int64 arrays; entry j holds the peers that have j as an
+            in-neighbour in round t.
+        """
+        neighbours, mask, _, _ = self._mixing(t)
+        receivers = np.repeat(np.arange(self.n), self.k)[mask.ravel()]
+        senders = neighbours[mask]
+        order = np.lexsort((receivers, senders))
+        split = np.cumsum(np.bincount(senders, minlength=self.n))[:-1]
+        return np.split(receivers[order], split)
+
+    def matrix(self, t: int) -> np.ndarray:
+        """The dense mixing matrix W_t, for analysis only.
+
+        Args:
+            t: the round, >= 0.
+
+        Returns:
+            float64 (n, n): row i holds the weights peer i gives to each peer j, W[i, i] its
+            self weight.
+        """
+        neighbours, mask, weights, self_weight = self._mixing(t)
+        w = np.zeros((self.n, self.n))
+        rows = np.repeat(np.arange(self.n), self.k)
+        np.add.at(w, (rows[mask.ravel()], neighbours[mask]), weights[mask])
+        w[np.arange(self.n), np.arange(self.n)] += self_weight
+        return w
