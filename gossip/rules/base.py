@@ -28,6 +28,8 @@ Params = Any
 State = Any
 Payload = Any
 
+_UNROLL_MAX = 64  # largest K whose weighted sum is unrolled
+
 
 class GossipRule(NamedTuple):
     """A gossip rule: pure ``init``/``message``/``mix`` plus static settings.
@@ -67,7 +69,14 @@ def weighted_sum(own: Params, payloads: Params, weights: jax.Array, self_weight:
 
     def leaf(x: jax.Array, p: jax.Array) -> jax.Array:
         w = weights.astype(p.dtype)
-        return self_weight.astype(x.dtype) * x + jnp.tensordot(w, p, axes=1)
+        out = self_weight.astype(x.dtype) * x
+        if w.shape[0] > _UNROLL_MAX:
+            return out + jnp.sum(w.reshape(w.shape + (1,) * x.ndim) * p, axis=0)
+        # A sum unrolled over the K slots stays elementwise under vmap and fuses with the
+        # gather that built ``p``: an order of magnitude faster on CPU than a dot or a reduce.
+        for k in range(w.shape[0]):
+            out = out + w[k] * p[k]
+        return out
 
     return jax.tree.map(leaf, own, payloads)
 
