@@ -18,6 +18,7 @@ from gossip.topology import Topology
 from gossip.training import run_keys
 from sims.evaluate import make_evaluator
 from sims.experiment import Experiment, build_experiment, init_stacked_params, stack_shards
+from sims.sharding import peer_sharding, shard_peers
 from sims.simulator import MixingGraph, make_simulator
 
 METRIC_SHORT = {"accuracy": "acc", "rmse": "rmse"}
@@ -54,15 +55,20 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
     """
     cfg = exp.config
     init_key, train_key = run_keys(cfg.seed)
-    data = stack_shards(exp.dataset, exp.shards)
+    sharding = peer_sharding(cfg.peers)
+    data = shard_peers(stack_shards(exp.dataset, exp.shards), sharding)
     x_test, y_test = jnp.asarray(exp.dataset.x_test), jnp.asarray(exp.dataset.y_test)
     sim = make_simulator(exp.model.loss, exp.optimizer, exp.rule, cfg.batch_size)
     evaluate = make_evaluator(exp.model.metric, exp.model.loss)
-    state = sim.init(init_stacked_params(exp, init_key))
+    state = shard_peers(sim.init(init_stacked_params(exp, init_key)), sharding)
     msg_bytes = message_nbytes(exp, state.params)
     short = METRIC_SHORT[exp.model.metric_name]
 
-    static = None if exp.topology.time_varying else mixing_graph(exp.topology, 0)
+    def graph_of(t: int) -> tuple[MixingGraph, int]:
+        graph, messages = mixing_graph(exp.topology, t)
+        return shard_peers(graph, sharding), messages
+
+    static = None if exp.topology.time_varying else graph_of(0)
     bytes_sent = messages_sent = 0
     record: dict[str, Any] = {}
     sink: TextIO | None = (out_dir / "metrics.jsonl").open("w") if out_dir else None
@@ -70,7 +76,7 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
     bar = tqdm(range(cfg.rounds), desc="gossip sim", unit="round", disable=not progress)
     try:
         for t in bar:
-            graph, messages = static or mixing_graph(exp.topology, t)
+            graph, messages = static or graph_of(t)
             state, loss = sim.round(state, data, graph, train_key)
             bytes_sent += messages * msg_bytes
             messages_sent += messages
