@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -25,3 +26,25 @@ def unknown(kind: str, value: object, choices: Iterable[str]) -> ConfigError:
         A ``ConfigError`` whose message names the value and the valid choices.
     """
     return ConfigError(f"unknown {kind} {value!r}; valid choices: {', '.join(sorted(choices))}")
+
+
+def resolve_options(owner: str, given: Mapping[str, Any],
+                    defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Merges user options over defaults, rejecting names that are not among them.
+
+    Args:
+        owner: what the options are for, e.g. ``"model 'mlp'"``, for the error message.
+        given: the options the user passed.
+        defaults: every valid option with its default value.
+
+    Returns:
+        A dict with one entry per key of ``defaults``.
+
+    Raises:
+        ConfigError: ``unknown option 'x' for model 'mlp'; valid options: hidden``.
+    """
+    for option in given:
+        if option not in defaults:
+            valid = ", ".join(sorted(defaults)) or "(none)"
+            raise ConfigError(f"unknown option {option!r} for {owner}; valid options: {valid}")
+    return {**defaults, **given}

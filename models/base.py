@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gossip import errors
 from gossip.errors import ConfigError
 
 Params = Any
@@ -154,25 +155,8 @@ def dense_head(x: jax.Array, num_outputs: int | None) -> jax.Array:
 
 def resolve_options(model: str, given: Mapping[str, Any],
                     defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """Merges the user's options over a model's defaults, rejecting unknown names.
-
-    Args:
-        model: the model name, for the error message.
-        given: the options the user passed.
-        defaults: every valid option with its default value.
-
-    Returns:
-        A dict with one entry per key of ``defaults``.
-
-    Raises:
-        ConfigError: an option is not one of ``defaults``.
-    """
-    for option in given:
-        if option not in defaults:
-            valid = ", ".join(sorted(defaults)) or "(none)"
-            raise ConfigError(f"unknown option {option!r} for model {model!r}; "
-                              f"valid options: {valid}")
-    return {**defaults, **given}
+    """``gossip.errors.resolve_options`` for the options of model ``model``."""
+    return errors.resolve_options(f"model {model!r}", given, defaults)
 
 
 def require_task(model: str, meta: Mapping[str, Any], allowed: Sequence[str]) -> str:

@@ -226,7 +226,8 @@ def test_missing_path(name):
 def test_errors():
     with pytest.raises(ConfigError, match="unknown dataset 'cifar'.*digits"):
         load_dataset("cifar")
-    with pytest.raises(ConfigError, match="unknown option 'dims'.*dim, noise, num_samples"):
+    with pytest.raises(ConfigError,
+                       match="unknown option 'dims' for dataset 'teacher_linear'.*dim, noise"):
         load_dataset("teacher_linear", dims=3)
     with pytest.raises(ConfigError, match="num_samples"):
         load_dataset("mnist1d", num_samples=0)

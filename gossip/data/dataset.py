@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from gossip import errors
 from gossip.errors import ConfigError
 
 TASKS = ("classification", "regression", "lm", "ratings")
@@ -64,24 +65,8 @@ class Dataset:
 
 def resolve_options(name: str, given: Mapping[str, Any],
                     defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """Merges user options over a loader's defaults, rejecting unknown option names.
-
-    Args:
-        name: the dataset name, for the error message.
-        given: the options the user passed.
-        defaults: every valid option with its default value.
-
-    Returns:
-        A dict with one entry per key of ``defaults``.
-
-    Raises:
-        ConfigError: an option is not one of ``defaults``.
-    """
-    bad = sorted(set(given) - set(defaults))
-    if bad:
-        valid = ", ".join(sorted(defaults)) or "(none)"
-        raise ConfigError(f"dataset {name!r}: unknown option {bad[0]!r}; valid options: {valid}")
-    return {**defaults, **given}
+    """``gossip.errors.resolve_options`` for the options of dataset ``name``."""
+    return errors.resolve_options(f"dataset {name!r}", given, defaults)
 
 
 def positive_int(name: str, key: str, value: Any, minimum: int = 1) -> int:

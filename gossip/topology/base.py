@@ -7,7 +7,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from gossip.errors import ConfigError
+from gossip.errors import ConfigError, resolve_options
 from gossip.topology.weights import mixing_weights, resolve_weights
 
 
@@ -119,12 +119,7 @@ class Topology:
                  **options: Any) -> None:
         self.n = check_int("n", n, 2)
         self.seed = check_int("seed", seed, 0)
-        for key in options:
-            if key not in self.OPTIONS:
-                valid = ", ".join(sorted(self.OPTIONS)) or "none"
-                raise ConfigError(f"unknown option {key!r} for topology {self.name!r}; "
-                                  f"valid options: {valid}")
-        self.options = {**self.OPTIONS, **options}
+        self.options = resolve_options(f"topology {self.name!r}", options, self.OPTIONS)
         self.k = 1
         self.undirected = True
         self.period: int | None = 1
