@@ -2,7 +2,8 @@
 
 For N in {16, 256, 1024} peers (MLP on digits, batch 32 per peer, ring, D-PSGD, SGD):
 
-- ``sim_s``: one jitted simulator round (vmapped local steps + gather mixing);
+- ``sim_s``: one jitted simulator round (local steps vmapped over chunks of 32 peers, then
+  gather mixing); ``sim_s_by_peer_chunk`` gives it for other chunk sizes (None: one vmap);
 - ``central_s``: one centralised training step of the same model on a batch of N×32;
 - ``loop_s``: a Python loop that steps each peer separately (jitted per-peer step), then
   mixes each peer separately (jitted per-peer mix).
@@ -30,8 +31,9 @@ from gossip.config import Config
 from gossip.training import make_local_round, make_local_step, round_key, run_keys, sample_batch
 from sims.experiment import build_experiment, init_stacked_params, stack_shards
 from sims.run import mixing_graph
-from sims.simulator import make_simulator
+from sims.simulator import DEFAULT_PEER_CHUNK, make_simulator
 
+CHUNKS = (None, 8, DEFAULT_PEER_CHUNK, 128)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -53,15 +55,18 @@ def bench(n: int, batch: int, repeats: int, loop_repeats: int) -> dict:
     data = stack_shards(exp.dataset, exp.shards)
     graph, _ = mixing_graph(exp.topology, 0)
 
-    sim = make_simulator(exp.model.loss, exp.optimizer, exp.rule, batch)
-    state = sim.init(init_stacked_params(exp, init_key))
+    chunk_s = {}
+    for chunk in CHUNKS:
+        sim = make_simulator(exp.model.loss, exp.optimizer, exp.rule, batch, chunk)
+        state = sim.init(init_stacked_params(exp, init_key))
 
-    def sim_round():
-        nonlocal state
-        state, loss = sim.round(state, data, graph, train_key)
-        return loss
+        def sim_round(sim=sim):
+            nonlocal state
+            state, loss = sim.round(state, data, graph, train_key)
+            return loss
 
-    sim_s = _median_time(sim_round, repeats)
+        chunk_s[str(chunk)] = _median_time(sim_round, repeats)
+    sim_s = chunk_s[str(DEFAULT_PEER_CHUNK)]
 
     step = jax.jit(make_local_step(exp.model.loss, exp.optimizer))
     one = jax.tree.map(lambda a: a[0], init_stacked_params(exp, init_key))
@@ -95,7 +100,7 @@ def bench(n: int, batch: int, repeats: int, loop_repeats: int) -> dict:
 
     loop_s = _median_time(loop_round, loop_repeats)
     return {"peers": n, "batch_per_peer": batch, "sim_s": sim_s, "central_s": central_s,
-            "loop_s": loop_s, "sim_over_central": sim_s / central_s,
+            "loop_s": loop_s, "sim_s_by_peer_chunk": chunk_s, "sim_over_central": sim_s / central_s,
             "loop_over_sim": loop_s / sim_s,
             "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 

@@ -19,7 +19,7 @@ from gossip.training import run_keys
 from sims.evaluate import make_evaluator
 from sims.experiment import Experiment, build_experiment, init_stacked_params, stack_shards
 from sims.sharding import peer_sharding, shard_peers
-from sims.simulator import MixingGraph, make_simulator
+from sims.simulator import DEFAULT_PEER_CHUNK, MixingGraph, make_simulator
 
 METRIC_SHORT = {"accuracy": "acc", "rmse": "rmse"}
 
@@ -58,7 +58,9 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
     sharding = peer_sharding(cfg.peers)
     data = shard_peers(stack_shards(exp.dataset, exp.shards), sharding)
     x_test, y_test = jnp.asarray(exp.dataset.x_test), jnp.asarray(exp.dataset.y_test)
-    sim = make_simulator(exp.model.loss, exp.optimizer, exp.rule, cfg.batch_size)
+    # A sharded peer axis stays whole: chunking it would reshape across devices.
+    sim = make_simulator(exp.model.loss, exp.optimizer, exp.rule, cfg.batch_size,
+                         peer_chunk=None if sharding else DEFAULT_PEER_CHUNK)
     evaluate = make_evaluator(exp.model.metric, exp.model.loss)
     state = shard_peers(sim.init(init_stacked_params(exp, init_key)), sharding)
     msg_bytes = message_nbytes(exp, state.params)

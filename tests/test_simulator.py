@@ -124,3 +124,18 @@ def test_training_reduces_loss_and_mixing_reaches_consensus(key):
     assert float(loss.mean()) < 0.05 * float(first.mean())
     spread = jnp.var(state.params["w"], axis=0).sum()
     assert spread < 1e-3 * jnp.var(params["w"], axis=0).sum()
+
+
+def test_peer_chunking_does_not_change_the_result(key):
+    n = 7
+    data = _data(n, 10, key)
+    graph, _ = mixing_graph(make_topology("ring", n), 0)
+    finals = []
+    for chunk in (None, 3, 32):
+        sim = make_simulator(linear_loss, optax.sgd(0.05), make_rule("dpsgd"), 4, chunk)
+        state = sim.init(_stack(n))
+        for _ in range(3):
+            state, _ = sim.round(state, data, graph, jax.random.key(5))
+        finals.append(state.params["w"])
+    for other in finals[1:]:
+        np.testing.assert_allclose(other, finals[0], rtol=1e-6, atol=1e-7)
