@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gossip.errors import ConfigError
-from gossip.rules import RULES, make_rule, renormalised_average
+from gossip.rules import RULES, make_rule, renormalised_average, weighted_sum
 from sims.simulator import MixingGraph, gather_mix
 
 
@@ -100,3 +100,14 @@ def test_unknown_rule_and_bad_local_steps():
     for name in RULES:
         with pytest.raises(ConfigError, match="local_steps must be >= 1"):
             make_rule(name, local_steps=0)
+
+
+@pytest.mark.parametrize("k", [3, 70])  # unrolled sum, and the reduce used for large K
+def test_weighted_sum_matches_its_definition(k, key):
+    own = {"x": jax.random.normal(key, (4, 2))}
+    payloads = {"x": jax.random.normal(jax.random.fold_in(key, 1), (k, 4, 2))}
+    w = jax.random.uniform(jax.random.fold_in(key, 2), (k,))
+    out = weighted_sum(own, payloads, w, jnp.asarray(0.5))
+    expected = 0.5 * np.asarray(own["x"]) + np.einsum("k,kij->ij", np.asarray(w),
+                                                       np.asarray(payloads["x"]))
+    np.testing.assert_allclose(out["x"], expected, rtol=1e-5, atol=1e-5)
