@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -48,3 +49,17 @@ def resolve_options(owner: str, given: Mapping[str, Any],
             valid = ", ".join(sorted(defaults)) or "(none)"
             raise ConfigError(f"unknown option {option!r} for {owner}; valid options: {valid}")
     return {**defaults, **given}
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """An integer (numpy integers too, bools not) in ``[low, high]``, or ConfigError naming it."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{name} must be {bounds}, got {value}")
+    return value

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from gossip.data.dataset import Dataset
-from gossip.errors import ConfigError, unknown
+from gossip.errors import ConfigError, check_int, unknown
 
 MAX_TRIES = 100
 
@@ -156,20 +156,14 @@ def partition(labels: np.ndarray, n: int, scheme: str, *, seed: int, alpha: floa
     if scheme not in PARTITIONS:
         raise unknown("partition", scheme, PARTITIONS)
     labels = np.asarray(labels)
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ConfigError(f"number of peers must be an integer >= 1, got {n!r}")
-    n = int(n)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ConfigError(f"partition seed must be an integer >= 0, got {seed!r}")
+    n = check_int("number of peers", n, 1)
+    seed = check_int("partition seed", seed, 0)
     if (isinstance(alpha, bool) or not isinstance(alpha, int | float | np.number)
             or not float(alpha) > 0):
         shown = f"{float(alpha):g}" if isinstance(alpha, int | float | np.number) else repr(alpha)
         raise ConfigError(f"alpha must be > 0, got {shown}")
-    if isinstance(min_size, bool) or not isinstance(min_size, int | np.integer) or min_size < 1:
-        raise ConfigError(f"min_size must be an integer >= 1, got {min_size!r}")
-    if (isinstance(shards_per_peer, bool) or not isinstance(shards_per_peer, int | np.integer)
-            or shards_per_peer < 1):
-        raise ConfigError(f"shards_per_peer must be an integer >= 1, got {shards_per_peer!r}")
+    min_size = check_int("min_size", min_size, 1)
+    shards_per_peer = check_int("shards_per_peer", shards_per_peer, 1)
     num = len(labels)
     data = f"dataset {dataset!r}" if dataset else "the training set"
     if n > num:
@@ -186,8 +180,8 @@ def partition(labels: np.ndarray, n: int, scheme: str, *, seed: int, alpha: floa
     fn = PARTITIONS[scheme]
     tries = MAX_TRIES if scheme == "dirichlet" else 1
     for t in range(tries):
-        rng = np.random.default_rng([int(seed), t])
-        shards = fn(labels, n, rng, float(alpha), int(shards_per_peer), int(min_size))
+        rng = np.random.default_rng([seed, t])
+        shards = fn(labels, n, rng, float(alpha), shards_per_peer, min_size)
         if min(len(s) for s in shards) >= (min_size if scheme == "dirichlet" else 1):
             return [np.asarray(s, np.int64) for s in shards]
     raise ConfigError(f"partition 'dirichlet': no draw in {MAX_TRIES} tries gave each of {n} "
@@ -214,8 +208,7 @@ def peer_shard(ds: Dataset, n: int, peer: int, *, scheme: str, seed: int,
     Raises:
         ConfigError: ``peer`` out of range, or any error of ``partition``.
     """
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ConfigError(f"number of peers must be an integer >= 1, got {n!r}")
+    n = check_int("number of peers", n, 1)
     if isinstance(peer, bool) or not isinstance(peer, int | np.integer) or not 0 <= peer < n:
         raise ConfigError(f"peer {peer!r} out of range for {n} peers (valid: 0..{n - 1})")
     bad = sorted(set(partition_options) - {"alpha", "shards_per_peer", "min_size"})

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import operator
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from gossip.errors import ConfigError, resolve_options
+from gossip.errors import check_int, resolve_options
 from gossip.topology.weights import mixing_weights, resolve_weights
 
 
@@ -74,19 +73,6 @@ def is_undirected(neighbours: np.ndarray, mask: np.ndarray) -> bool:
     backward = np.unique(dst * n + src)
     return bool(np.array_equal(forward, backward))
 
-
-def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    """An integer option in ``[low, high]``, or ConfigError naming it."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise ConfigError(f"{name} must be {bounds}, got {value}")
-    return value
 
 
 class Topology:

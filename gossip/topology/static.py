@@ -9,8 +9,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from gossip.errors import ConfigError
-from gossip.topology.base import Topology, check_int, undirected_edges
+from gossip.errors import ConfigError, check_int
+from gossip.topology.base import Topology, undirected_edges
 
 MAX_TRIES = 100
 """How many graphs a random static topology draws before giving up on a connected one."""

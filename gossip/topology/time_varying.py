@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from gossip.topology.base import Topology, check_int, pack_edges, undirected_edges
+from gossip.errors import check_int
+from gossip.topology.base import Topology, pack_edges, undirected_edges
 
 
 class OnePeerExponential(Topology):
