@@ -1,4 +1,4 @@
-"""The ``gossip`` command line: ``gossip sim``, ``gossip topo``."""
+"""The ``gossip`` command line: ``gossip sim``, ``topo``, ``peer``, ``launch``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from gossip import topo_cli
 from gossip.config import add_config_flags, config_from_args
 from gossip.errors import ConfigError
+from gossip.peer import cli as peer_cli
 
 
 def _run_sim(args: argparse.Namespace) -> int:
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=_run_sim)
     topo_cli.add_parser(sub)
     sub.choices["topo"].set_defaults(func=topo_cli.run)
+    peer_cli.add_parsers(sub)
     return parser
 
 

@@ -46,6 +46,9 @@ class Config:
     same_init: bool = True
     out: str = "runs/sim"
     save_params: bool = False
+    round_deadline: float = 30.0
+    startup_timeout: float = 60.0
+    max_ahead: int = 8
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a plain dict (TOML-serialisable)."""
@@ -57,7 +60,8 @@ class Config:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
-_POSITIVE = ("peers", "local_steps", "batch_size", "rounds", "eval_every", "shards_per_peer")
+_POSITIVE = ("peers", "local_steps", "batch_size", "rounds", "eval_every", "shards_per_peer",
+             "max_ahead")
 
 
 def _check_type(key: str, value: Any) -> Any:
@@ -97,8 +101,9 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any]) -> Config:
     for key in _POSITIVE:
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be >= 1, got {getattr(config, key)}")
-    if not config.alpha > 0:
-        raise ConfigError(f"alpha must be > 0, got {config.alpha}")
+    for key in ("alpha", "round_deadline", "startup_timeout"):
+        if not getattr(config, key) > 0:
+            raise ConfigError(f"{key} must be > 0, got {getattr(config, key)}")
     return config
 
 
@@ -141,14 +146,24 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--seed", "seed", int, "run seed (topology, data split, init, batches)"),
     ("--out", "out", str, "output directory"),
     ("--eval-every", "eval_every", int, "evaluate every this many rounds"),
+    ("--round-deadline", "round_deadline", float,
+     "real peers: seconds a round waits for missing messages"),
+    ("--startup-timeout", "startup_timeout", float,
+     "real peers: seconds to wait for the first neighbours' hello"),
 ]
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """Adds ``--config``, one flag per common key, ``--set KEY=VALUE`` and ``--save-params``."""
+def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """Adds ``--config``, one flag per common key, ``--set KEY=VALUE`` and ``--save-params``.
+
+    Args:
+        parser: the subcommand's parser.
+        exclude: keys whose flag the subcommand defines otherwise (``gossip peer --peers``).
+    """
     parser.add_argument("--config", metavar="FILE", help="TOML config file")
     for flag, key, typ, help_ in _FLAGS:
-        parser.add_argument(flag, dest=key, type=typ, default=None, help=help_)
+        if key not in exclude:
+            parser.add_argument(flag, dest=key, type=typ, default=None, help=help_)
     parser.add_argument("--save-params", dest="save_params", action="store_true", default=None,
                         help="write each peer's final parameters to OUT/params/")
     parser.add_argument("--set", dest="set_values", action="append", default=[],
@@ -168,11 +183,23 @@ def _parse_set(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Resolves the configuration from ``--config``, ``--set`` and the flags (flags win)."""
+def config_from_args(args: argparse.Namespace, fixed: dict[str, Any] | None = None) -> Config:
+    """Resolves the configuration from ``--config``, ``--set`` and the flags (flags win).
+
+    Args:
+        args: the parsed command line.
+        fixed: keys the command itself decides (``peers`` from a peer list); a config file or
+            ``--set`` giving another value is an error.
+    """
     file_values = load_toml(args.config) if args.config else {}
     overrides = dict(_parse_set(item) for item in args.set_values)
-    flags = {key: getattr(args, key) for _, key, _, _ in _FLAGS}
+    flags = {key: getattr(args, key, None) for _, key, _, _ in _FLAGS}
     flags["save_params"] = args.save_params
     overrides.update({k: v for k, v in flags.items() if v is not None})
+    for key, value in (fixed or {}).items():
+        for source, values in (("the config file", file_values), ("--set", overrides)):
+            if key in values and values[key] != value:
+                raise ConfigError(f"{source} sets {key} = {values[key]!r}, but this command "
+                                  f"has {key} = {value!r}")
+        overrides[key] = value
     return resolve(file_values, overrides)

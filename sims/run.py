@@ -13,15 +13,14 @@ import numpy as np
 from tqdm import tqdm
 
 from gossip.config import Config
+from gossip.evaluate import make_evaluator
 from gossip.pytree import save_npz, tree_nbytes
+from gossip.summary import METRIC_SHORT, summary_table
 from gossip.topology import Topology
 from gossip.training import run_keys
-from sims.evaluate import make_evaluator
 from sims.experiment import Experiment, build_experiment, init_stacked_params, stack_shards
 from sims.sharding import peer_sharding, shard_peers
 from sims.simulator import DEFAULT_PEER_CHUNK, MixingGraph, make_simulator
-
-METRIC_SHORT = {"accuracy": "acc", "rmse": "rmse"}
 
 
 def mixing_graph(topology: Topology, round_: int) -> tuple[MixingGraph, int]:
@@ -120,33 +119,6 @@ def save_peer_params(params: Any, out_dir: Path) -> None:
     for i in range(n):
         peer = jax.tree.map(lambda x, i=i: x[i], host)
         save_npz(out_dir / "params" / f"peer-{i:04d}.npz", peer)
-
-
-def human_bytes(n: float) -> str:
-    """``1536 -> '1.5 KiB'``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def summary_table(record: dict[str, Any], metric_name: str) -> str:
-    """A short text table of a run's final metrics."""
-    short = METRIC_SHORT[metric_name]
-    rows = [
-        ("rounds", str(record["round"])),
-        (f"average-model test {metric_name}", f"{record[f'avg_model_{short}']:.4f}"),
-        (f"local-model test {metric_name} mean",
-         f"{record[f'local_{short}_mean']:.4f}"),
-        (f"local-model test {metric_name} min / max",
-         f"{record[f'local_{short}_min']:.4f} / {record[f'local_{short}_max']:.4f}"),
-        ("consensus distance", f"{record['consensus_distance']:.3e}"),
-        ("bytes sent (payload, all peers)", human_bytes(record["bytes_sent"])),
-        ("wall time", f"{record['time']:.1f} s"),
-    ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
 def run_simulation(config: Config, progress: bool = True) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from sims.evaluate import average_params, consensus_distance, make_evaluator
+from gossip.evaluate import average_params, consensus_distance, make_evaluator
 
 
 def test_consensus_distance_matches_its_definition():

@@ -1,0 +1,31 @@
+"""Builds one peer's ``PeerTask`` from a run config: the same shard, initial parameters
+and hyper-parameters the simulator gives that peer."""
+
+from __future__ import annotations
+
+from gossip.config import Config
+from gossip.errors import check_int
+from gossip.peer.runtime import PeerTask
+from gossip.training import run_keys
+
+
+def build_peer_task(config: Config, peer_id: int) -> PeerTask:
+    """Builds what peer ``peer_id`` of a run trains.
+
+    Raises:
+        ConfigError: a bad config (as for ``gossip sim``) or a peer id out of range.
+    """
+    # The experiment builder pulls in the model zoo, which gossip/ never imports at load time.
+    from sims.experiment import build_experiment, init_peer_params
+
+    check_int("peer id", peer_id, 0, config.peers - 1)
+    exp = build_experiment(config)
+    init_key, train_key = run_keys(config.seed)
+    ds, shard = exp.dataset, exp.shards[peer_id]
+    params = init_peer_params(exp.model, ds.x_train[:1], init_key, peer_id, config.same_init)
+    return PeerTask(
+        peer_id=peer_id, topology=exp.topology, rule=exp.rule, optimizer=exp.optimizer,
+        loss_fn=exp.model.loss, metric_fn=exp.model.metric, metric_name=exp.model.metric_name,
+        params=params, x=ds.x_train[shard], y=ds.y_train[shard], x_test=ds.x_test,
+        y_test=ds.y_test, train_key=train_key, batch_size=config.batch_size,
+        rounds=config.rounds, eval_every=config.eval_every)

@@ -1,0 +1,83 @@
+"""The end of ``gossip launch``: the peers' final parameters evaluated together.
+
+Writes ``OUT/metrics.jsonl`` with one record in the simulator's schema (average model,
+local models, consensus distance, bytes, messages) plus the sums of the peers' counters,
+and prints the same summary table as ``gossip sim``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gossip.evaluate import make_evaluator
+from gossip.peer.inbox import Counters
+from gossip.pytree import load_npz
+from gossip.summary import METRIC_SHORT, summary_table
+from gossip.training import init_key_for
+
+
+def last_record(path: Path) -> dict[str, Any] | None:
+    """The last complete line of a peer's metrics file, or None."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue
+    return None
+
+
+def summarise_run(exp: Any, out: Path, wall_time: float) -> dict[str, Any] | None:
+    """Evaluates the final parameters in ``out/params`` and writes ``out/metrics.jsonl``.
+
+    Args:
+        exp: the run's ``sims.experiment.Experiment``.
+        out: the run's output directory.
+        wall_time: seconds the run took.
+
+    Returns:
+        The summary record, or None when no peer left parameters.
+    """
+    cfg = exp.config
+    like = exp.model.init(init_key_for(jax.random.key(0), 0, True),
+                          jnp.asarray(exp.dataset.x_train[:1]))
+    peers = [i for i in range(cfg.peers) if (out / "params" / f"peer-{i:04d}.npz").is_file()]
+    if not peers:
+        print("gossip launch: no peer finished; nothing to summarise", file=sys.stderr)
+        return None
+    params = [load_npz(out / "params" / f"peer-{i:04d}.npz", like) for i in peers]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *params)
+    ev = jax.device_get(make_evaluator(exp.model.metric, exp.model.loss)(
+        stacked, jnp.asarray(exp.dataset.x_test), jnp.asarray(exp.dataset.y_test)))
+    records = [r for r in (last_record(out / f"peer-{i:04d}.jsonl") for i in peers) if r]
+    short = METRIC_SHORT[exp.model.metric_name]
+    local = np.asarray(ev["local_metric"])
+    record: dict[str, Any] = {
+        "round": min(r["round"] for r in records) if records else 0,
+        "step": min(r["step"] for r in records) if records else 0,
+        "time": round(wall_time, 4),
+        "loss": float(np.mean([r["loss"] for r in records])) if records else float("nan"),
+        f"avg_model_{short}": float(ev["avg_model_metric"]),
+        "avg_model_loss": float(ev["avg_model_loss"]),
+        f"local_{short}_mean": float(local.mean()),
+        f"local_{short}_min": float(local.min()),
+        f"local_{short}_max": float(local.max()),
+        "consensus_distance": float(ev["consensus_distance"]),
+        "peers_finished": len(peers),
+    }
+    for key in Counters.__dataclass_fields__:
+        record[key] = int(sum(r.get(key, 0) for r in records))
+    (out / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    print(summary_table(record, exp.model.metric_name))
+    print(f"metrics: {out / 'metrics.jsonl'} and {out}/peer-XXXX.jsonl")
+    return record

@@ -1,0 +1,122 @@
+"""ZeroMQ transport of one peer: a ROUTER it binds, one DEALER per peer it sends to.
+
+The ROUTER is used only by the receiving thread, the DEALERs only by the sending (main)
+thread: ZeroMQ sockets are not thread-safe, so each stays on one thread. Every socket has
+``LINGER=0`` (a bounded linger for the last messages of a clean exit), ZMTP heartbeats so
+a dead connection is noticed, and automatic reconnects. The ROUTER sets ``MAXMSGSIZE`` just
+above the largest frame a valid message has: libzmq drops a connection that sends a larger
+frame before the application sees it; a socket monitor counts those disconnects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+HEARTBEAT_MS = 1000
+RECONNECT_MS = 100
+RECONNECT_MAX_MS = 2000
+SEND_HWM = 8  # messages queued per neighbour before sends fail instead of growing memory
+
+
+class Transport:
+    """The sockets of one peer.
+
+    Args:
+        peer_id: this peer's id (index into ``addresses``).
+        addresses: every peer's ZeroMQ address, e.g. ``tcp://10.0.0.2:7100``.
+        max_frame_bytes: ``MAXMSGSIZE`` of the receiving socket (per frame).
+        bind: the address to bind; default ``addresses[peer_id]``.
+        context: a ZeroMQ context; default a new one, terminated on ``close``.
+
+    Raises:
+        OSError: the address cannot be bound (in use, or not an address of this host).
+    """
+
+    def __init__(self, peer_id: int, addresses: Sequence[str], *, max_frame_bytes: int,
+                 bind: str | None = None, context: zmq.Context | None = None) -> None:
+        self.peer_id = peer_id
+        self.addresses = list(addresses)
+        self._own_context = context is None
+        self.context = context or zmq.Context()
+        self.router = self.context.socket(zmq.ROUTER)
+        self._configure(self.router)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.setsockopt(zmq.MAXMSGSIZE, int(max_frame_bytes))
+        self.bind_address = bind or self.addresses[peer_id]
+        try:
+            self.router.bind(self.bind_address)
+        except zmq.ZMQError as e:
+            self.router.close(linger=0)
+            if self._own_context:
+                self.context.term()
+            raise OSError(f"peer {peer_id} cannot bind {self.bind_address}: {e}") from None
+        self.monitor = self.router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.dealers: dict[int, zmq.Socket] = {}
+        self.poller = zmq.Poller()
+        self.poller.register(self.router, zmq.POLLIN)
+        self.poller.register(self.monitor, zmq.POLLIN)
+
+    @staticmethod
+    def _configure(sock: zmq.Socket) -> None:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * HEARTBEAT_MS)
+        sock.setsockopt(zmq.HEARTBEAT_TTL, 3 * HEARTBEAT_MS)
+        sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)
+
+    def _dealer(self, dest: int) -> zmq.Socket:
+        sock = self.dealers.get(dest)
+        if sock is None:
+            sock = self.context.socket(zmq.DEALER)
+            self._configure(sock)
+            sock.setsockopt(zmq.SNDHWM, SEND_HWM)
+            sock.connect(self.addresses[dest])
+            self.dealers[dest] = sock
+        return sock
+
+    def send(self, dest: int, frames: Sequence[Any]) -> bool:
+        """Queues a multipart message to peer ``dest`` without blocking or copying.
+
+        Returns:
+            False when the message was dropped because ``dest``'s queue is full (it has been
+            unreachable for ``SEND_HWM`` messages).
+        """
+        try:
+            self._dealer(dest).send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        return True
+
+    def poll(self, timeout_ms: int) -> tuple[list[zmq.Frame] | None, int]:
+        """Waits up to ``timeout_ms`` for a message (receiving thread only).
+
+        Returns:
+            ``(frames, disconnects)``: the frames of one message without the routing id,
+            or None, and the number of connections the transport dropped meanwhile.
+        """
+        events = dict(self.poller.poll(timeout_ms))
+        disconnects = 0
+        if self.monitor in events:
+            while self.monitor.poll(0):
+                recv_monitor_message(self.monitor)
+                disconnects += 1
+        if self.router in events:
+            frames = self.router.recv_multipart(copy=False, flags=zmq.NOBLOCK)
+            return frames[1:], disconnects
+        return None, disconnects
+
+    def close(self, linger_ms: int = 0) -> None:
+        """Closes every socket; queued outgoing messages get at most ``linger_ms``."""
+        for sock in self.dealers.values():
+            sock.close(linger=linger_ms)
+        self.dealers.clear()
+        self.router.disable_monitor()
+        self.monitor.close(linger=0)
+        self.router.close(linger=0)
+        if self._own_context:
+            self.context.term()
