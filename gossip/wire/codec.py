@@ -141,7 +141,8 @@ def encode(kind: str, sender: int, round_: int, template: Template,
                for spec, a in zip(template.leaves if arrays else (), arrays, strict=True)]
     header = {"v": PROTOCOL_VERSION, "kind": kind, "sender": int(sender), "round": int(round_),
               "struct": template.struct_hash, "leaves": entries}
-    return [msgpack.packb(header), *arrays]
+    # Flat byte views: zero-copy, and a buffer for dtypes the buffer protocol lacks (bfloat16).
+    return [msgpack.packb(header), *(a.reshape(-1).view(np.uint8) for a in arrays)]
 
 
 def _unpack_header(frame: bytes, limit: int) -> dict[str, Any]:
@@ -187,21 +188,29 @@ def decode(frames: Sequence[Any], template: Template, n_peers: int) -> Message:
         raise WireError(f"sender id {sender} is not in [0, {n_peers})")
     if round_ < 0:
         raise WireError(f"negative round {round_}")
+    try:
+        return _decode_body(header, buffers, template)
+    except WireError as e:
+        raise WireError(f"from peer {sender}, round {round_}: {e}") from None
+
+
+def _decode_body(header: dict[str, Any], buffers: list[memoryview], template: Template
+                 ) -> Message:
     if header["struct"] != template.struct_hash:
         raise WireError(f"structure hash {header['struct']!r} does not match ours "
                         f"{template.struct_hash!r} (a different model or rule?)")
-    entries = header["leaves"]
+    kind, entries = header["kind"], header["leaves"]
     expected_leaves = len(template.leaves) if kind == "gossip" else 0
     if len(entries) != expected_leaves:
         raise WireError(f"{len(entries)} leaves in the header, expected {expected_leaves}")
-    if len(frames) != 1 + expected_leaves:
-        raise WireError(f"{len(frames)} frames, expected {1 + expected_leaves}")
+    if len(buffers) != 1 + expected_leaves:
+        raise WireError(f"{len(buffers)} frames, expected {1 + expected_leaves}")
     specs = template.leaves[:expected_leaves]
     leaves = [_decode_leaf(spec, entry, buf)
               for spec, entry, buf in zip(specs, entries, buffers[1:], strict=True)]
     payload = jax.tree.unflatten(template.treedef, leaves) if kind == "gossip" else None
-    return Message(kind, sender, round_, payload, sum(a.nbytes for a in leaves),
-                   len(buffers[0]))
+    return Message(kind, header["sender"], header["round"], payload,
+                   sum(a.nbytes for a in leaves), len(buffers[0]))
 
 
 def _decode_leaf(spec: LeafSpec, entry: Any, buf: memoryview) -> np.ndarray:

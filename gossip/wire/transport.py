@@ -111,7 +111,9 @@ class Transport:
         return None, disconnects
 
     def close(self, linger_ms: int = 0) -> None:
-        """Closes every socket; queued outgoing messages get at most ``linger_ms``."""
+        """Closes every socket (once); queued outgoing messages get at most ``linger_ms``."""
+        if self.router.closed:
+            return
         for sock in self.dealers.values():
             sock.close(linger=linger_ms)
         self.dealers.clear()

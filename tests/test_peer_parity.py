@@ -1,0 +1,42 @@
+"""The test DESIGN §1 keeps forever: N real peer processes end where the simulator ends."""
+
+import subprocess
+
+import numpy as np
+import pytest
+from peer_utils import FAST, assert_ports_free, gossip_cmd, processes_mentioning, records
+
+CASES = [
+    ("ring", "dpsgd", 1),
+    ("one_peer_exponential", "dpsgd", 1),
+    ("random_matching", "dpsgd", 1),
+    ("one_peer_exponential", "push_sum", 1),
+    ("ring", "dpsgd_cta", 2),
+]
+
+
+@pytest.mark.parametrize(("topology", "rule", "local_steps"), CASES)
+def test_launch_local_ends_with_the_simulators_parameters(tmp_path, topology, rule,
+                                                          local_steps):
+    common = ["--topology", topology, "--rule", rule, "--local-steps", str(local_steps),
+              "--rounds", "5", "--seed", "3", "--save-params", *FAST]
+    sim, real = tmp_path / "sim", tmp_path / "real"
+    subprocess.run(gossip_cmd("sim", "--peers", "4", "--out", str(sim), "--no-progress",
+                              *common), check=True, capture_output=True, timeout=120)
+    run = subprocess.run(gossip_cmd("launch", "--local", "4", "--out", str(real),
+                                    "--no-progress", *common),
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr
+    assert "average-model test accuracy" in run.stdout
+    for i in range(4):
+        want = np.load(sim / "params" / f"peer-{i:04d}.npz")
+        got = np.load(real / "params" / f"peer-{i:04d}.npz")
+        assert sorted(got.files) == sorted(want.files)
+        for leaf in want.files:
+            np.testing.assert_allclose(got[leaf], want[leaf], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"peer {i} leaf {leaf}")
+        last = records(real / f"peer-{i:04d}.jsonl")[-1]
+        assert last["round"] == 5
+        assert last["messages_missing"] == last["messages_rejected"] == 0
+    assert processes_mentioning(str(real)) == []
+    assert_ports_free(real / "peers.txt")
