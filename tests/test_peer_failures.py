@@ -23,7 +23,7 @@ def test_a_neighbour_that_never_starts_costs_at_most_the_deadline(tmp_path):
     rounds = 8
     peers = ",".join(f"tcp://127.0.0.1:{p}" for p in free_ports(3))
     common = ["--peers", peers, "--out", str(tmp_path), "--rounds", str(rounds),
-              "--round-deadline", str(DEADLINE), "--startup-timeout", "20", *FAST]
+              "--round-deadline", str(DEADLINE), "--startup-timeout", "8", *FAST]
     with started(gossip_cmd("peer", "--id", "0", *common), tmp_path / "0.log") as p0, \
          started(gossip_cmd("peer", "--id", "1", *common), tmp_path / "1.log") as p1:
         assert p0.wait(timeout=120) == 0 and p1.wait(timeout=120) == 0

@@ -12,6 +12,7 @@ import zmq
 
 from gossip.rules import make_rule
 from gossip.wire import PROTOCOL_VERSION, WireError, decode, encode, make_template
+from gossip.wire.codec import structure_hash
 
 N = 4
 
@@ -166,3 +167,15 @@ def test_template_refuses_dtypes_that_cannot_be_sent():
 def test_max_frame_bytes_covers_the_largest_leaf(template):
     assert template.max_frame_bytes >= max(math.prod(s.shape) * s.dtype.itemsize
                                            for s in template.leaves)
+
+
+def test_structure_hash_is_the_documented_text_digest():
+    import hashlib
+
+    text = "b|float32|3\nw|float32|2,3\ns|float64|"
+    want = hashlib.sha256(text.encode()).hexdigest()[:16]
+    t = make_template({"b": np.zeros(3, np.float32), "w": np.zeros((2, 3), np.float32),
+                       "s": np.zeros((), np.float64)})
+    assert [leaf.path for leaf in t.leaves] == ["b", "s", "w"]  # jax order: sorted keys
+    assert structure_hash([("b", "float32", (3,)), ("w", "float32", (2, 3)),
+                           ("s", "float64", ())]) == want
