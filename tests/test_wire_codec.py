@@ -179,3 +179,5 @@ def test_structure_hash_is_the_documented_text_digest():
     assert [leaf.path for leaf in t.leaves] == ["b", "s", "w"]  # jax order: sorted keys
     assert structure_hash([("b", "float32", (3,)), ("w", "float32", (2, 3)),
                            ("s", "float64", ())]) == want
+    assert t.struct_hash == hashlib.sha256(
+        b"b|float32|3\ns|float64|\nw|float32|2,3").hexdigest()[:16]
