@@ -27,6 +27,7 @@ def test_a_neighbour_that_never_starts_costs_at_most_the_deadline(tmp_path):
     with started(gossip_cmd("peer", "--id", "0", *common), tmp_path / "0.log") as p0, \
          started(gossip_cmd("peer", "--id", "1", *common), tmp_path / "1.log") as p1:
         assert p0.wait(timeout=120) == 0 and p1.wait(timeout=120) == 0
+    assert "gossip peer 0: 8 rounds in" in (tmp_path / "0.log").read_text()
     for i in (0, 1):
         rec = records(tmp_path / f"peer-{i:04d}.jsonl")
         assert [r["round"] for r in rec] == list(range(1, rounds + 1))
@@ -57,6 +58,8 @@ def test_a_peer_killed_mid_run_is_reported_and_the_others_finish(tmp_path):
         rec = records(tmp_path / f"peer-{i:04d}.jsonl")
         assert rec[-1]["round"] == rounds
         assert rec[-1]["messages_missing"] >= rounds - killed_at - 1
+        step = max(r["round_time"] - r["wait_time"] for r in rec)
+        assert rec[-1]["time"] <= rounds * (step + 0.3) + 1.0, rec[-1]
     assert processes_mentioning(str(tmp_path)) == []
     assert_ports_free(tmp_path / "peers.txt")
 

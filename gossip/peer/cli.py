@@ -36,10 +36,15 @@ def run_peer_command(args: argparse.Namespace) -> int:
                           save_params=config.save_params, bind=bind)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        Peer(task, options).run()
+        last = Peer(task, options).run()
     except OSError as e:
         logging.getLogger("gossip.peer").error("%s", e)
         return 1
+    metric = next((f"{k} {v:.4f}, " for k, v in last.items() if k.startswith("local_")
+                   and k != "local_loss"), "")
+    print(f"gossip peer {args.id}: {last['round']} rounds in {last['time']:.1f} s, {metric}"
+          f"{last['messages_received']} messages received, {last['messages_missing']} missing, "
+          f"{last['messages_rejected']} rejected")
     return 0
 
 

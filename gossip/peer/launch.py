@@ -146,10 +146,13 @@ def launch_local(config: Config, progress: bool = True, log_level: str = "warnin
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True, preexec_fn=_die_with_parent)
             children.append(_Child(i, proc, log, out / f"peer-{i:04d}.jsonl"))
-        while any(c.proc.poll() is None for c in children):
+        running = True
+        while running:
             time.sleep(POLL_S)
-            bar.update(sum(c.follow() for c in children))
-        bar.update(sum(c.follow() for c in children))
+            running = any(c.proc.poll() is None for c in children)
+            done = sum(c.follow() for c in children)
+            if done:
+                bar.update(done)
     except KeyboardInterrupt:
         status = 130
     except _Stop:
