@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Params = Any
 MetricFn = Callable[[Params, jax.Array, jax.Array], jax.Array]
@@ -51,3 +52,19 @@ def make_evaluator(metric_fn: MetricFn, loss_fn: MetricFn,
                 "consensus_distance": consensus_distance(params)}
 
     return evaluate
+
+
+def evaluation_record(ev: dict[str, Any], short: str) -> dict[str, float]:
+    """The metrics-file keys of one evaluation (see ``docs/metrics.md``).
+
+    Args:
+        ev: what ``make_evaluator``'s function returned, on the host.
+        short: the metric's short name, ``"acc"`` or ``"rmse"``.
+    """
+    local = np.asarray(ev["local_metric"])
+    return {f"avg_model_{short}": float(ev["avg_model_metric"]),
+            "avg_model_loss": float(ev["avg_model_loss"]),
+            f"local_{short}_mean": float(local.mean()),
+            f"local_{short}_min": float(local.min()),
+            f"local_{short}_max": float(local.max()),
+            "consensus_distance": float(ev["consensus_distance"])}

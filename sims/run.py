@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gossip.config import Config
-from gossip.evaluate import make_evaluator
+from gossip.evaluate import evaluation_record, make_evaluator
 from gossip.pytree import save_npz, tree_nbytes
 from gossip.summary import METRIC_SHORT, summary_table
 from gossip.topology import Topology
@@ -84,18 +84,12 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
             if (t + 1) % cfg.eval_every and t + 1 != cfg.rounds:
                 continue
             ev = jax.device_get(evaluate(state.params, x_test, y_test))
-            local = np.asarray(ev["local_metric"])
             record = {
                 "round": t + 1,
                 "step": (t + 1) * exp.rule.local_steps,
                 "time": round(time.perf_counter() - start, 4),
                 "loss": float(np.mean(jax.device_get(loss))),
-                f"avg_model_{short}": float(ev["avg_model_metric"]),
-                "avg_model_loss": float(ev["avg_model_loss"]),
-                f"local_{short}_mean": float(local.mean()),
-                f"local_{short}_min": float(local.min()),
-                f"local_{short}_max": float(local.max()),
-                "consensus_distance": float(ev["consensus_distance"]),
+                **evaluation_record(ev, short),
                 "bytes_sent": bytes_sent,
                 "messages_sent": messages_sent,
             }

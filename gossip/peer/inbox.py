@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gossip.wire import Template, Transport, WireError, decode
@@ -147,31 +148,30 @@ class Inbox:
         with self._cond:
             self._expected[round_] = senders
 
+    def _wait(self, done: Callable[[], bool], timeout: float) -> None:
+        """Waits (holding the lock) until ``done()`` or ``timeout`` seconds have passed."""
+        end = time.monotonic() + timeout
+        while not done() and self.error is None:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            self._cond.wait(left)
+        self._raise()
+
     def wait_hello(self, senders: set[int], timeout: float) -> set[int]:
         """Waits until every peer of ``senders`` said hello, or ``timeout`` seconds.
 
         Returns:
             The peers of ``senders`` that have not said hello.
         """
-        end = time.monotonic() + timeout
         with self._cond:
-            while not senders <= self.hello and self.error is None:
-                left = end - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            self._raise()
+            self._wait(lambda: senders <= self.hello, timeout)
             return senders - self.hello
 
     def wait_gone(self, senders: set[int], timeout: float) -> None:
         """Waits until every peer of ``senders`` said bye, or ``timeout`` seconds."""
-        end = time.monotonic() + timeout
         with self._cond:
-            while not senders <= self.gone and self.error is None:
-                left = end - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
+            self._wait(lambda: senders <= self.gone, timeout)
 
     def wait_round(self, round_: int, timeout: float) -> dict[int, Any]:
         """Waits for the messages of round ``round_`` until all expected arrived or timeout.
@@ -182,16 +182,10 @@ class Inbox:
         Returns:
             ``{sender: payload}`` of the messages that arrived.
         """
-        end = time.monotonic() + timeout
         with self._cond:
             expected = self._expected.get(round_, set())
             box = self._messages.setdefault(round_, {})
-            while not expected - self.gone <= box.keys() and self.error is None:
-                left = end - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            self._raise()
+            self._wait(lambda: expected - self.gone <= box.keys(), timeout)
             self.counters.messages_missing += len(expected - box.keys())
             self.current = round_ + 1
             self._expected.pop(round_, None)

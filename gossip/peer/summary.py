@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gossip.evaluate import make_evaluator
+from gossip.evaluate import evaluation_record, make_evaluator
 from gossip.peer.inbox import Counters
 from gossip.pytree import load_npz
 from gossip.summary import METRIC_SHORT, summary_table
@@ -61,18 +61,12 @@ def summarise_run(exp: Any, out: Path, wall_time: float) -> dict[str, Any] | Non
         stacked, jnp.asarray(exp.dataset.x_test), jnp.asarray(exp.dataset.y_test)))
     records = [r for r in (last_record(out / f"peer-{i:04d}.jsonl") for i in peers) if r]
     short = METRIC_SHORT[exp.model.metric_name]
-    local = np.asarray(ev["local_metric"])
     record: dict[str, Any] = {
         "round": min(r["round"] for r in records) if records else 0,
         "step": min(r["step"] for r in records) if records else 0,
         "time": round(wall_time, 4),
         "loss": float(np.mean([r["loss"] for r in records])) if records else float("nan"),
-        f"avg_model_{short}": float(ev["avg_model_metric"]),
-        "avg_model_loss": float(ev["avg_model_loss"]),
-        f"local_{short}_mean": float(local.mean()),
-        f"local_{short}_min": float(local.min()),
-        f"local_{short}_max": float(local.max()),
-        "consensus_distance": float(ev["consensus_distance"]),
+        **evaluation_record(ev, short),
         "peers_finished": len(peers),
     }
     for key in Counters.__dataclass_fields__:
