@@ -1,6 +1,7 @@
 """Dead neighbours cost at most the deadline; the launcher reports failures and never leaks."""
 
 import os
+import re
 import signal
 import subprocess
 
@@ -31,18 +32,20 @@ def test_a_neighbour_that_never_starts_costs_at_most_the_deadline(tmp_path):
     for i in (0, 1):
         rec = records(tmp_path / f"peer-{i:04d}.jsonl")
         assert [r["round"] for r in rec] == list(range(1, rounds + 1))
-        # ring of 3: peer 2 is a neighbour of both, so one message is missing every round
-        assert rec[-1]["messages_missing"] == rounds
-        assert rec[-1]["messages_received"] == rounds
+        # ring of 3: peer 2 is a neighbour of both, so at least one message is missing every
+        # round (two, in rounds where the other peer had not started yet on a loaded machine)
+        assert rec[-1]["messages_missing"] >= rounds
+        assert rec[-1]["messages_missing"] + rec[-1]["messages_received"] == 2 * rounds
         step = max(r["round_time"] - r["wait_time"] for r in rec)
         assert rec[-1]["time"] <= rounds * (step + DEADLINE) + 1.0, rec[-1]
-    assert "starting without hello from peer(s) [2]" in (tmp_path / "0.log").read_text()
+    assert re.search(r"starting without hello from peer\(s\) \[(1, )?2\]",
+                     (tmp_path / "0.log").read_text())
 
 
 def test_a_peer_killed_mid_run_is_reported_and_the_others_finish(tmp_path):
     rounds = 40
     cmd = gossip_cmd("launch", "--local", "3", "--out", str(tmp_path), "--rounds", str(rounds),
-                     "--local-steps", "40", "--round-deadline", "0.3", "--no-progress", *FAST)
+                     "--local-steps", "300", "--round-deadline", "0.3", "--no-progress", *FAST)
     with started(cmd, tmp_path / "launch.log") as launcher:
         victim = tmp_path / "peer-0002.jsonl"
         wait_for(lambda: len(records(victim)) >= 2, 120, "peer 2's second round")
