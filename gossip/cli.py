@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gossip import topo_cli
+from gossip import bench_cli, topo_cli
 from gossip.config import add_config_flags, config_from_args
 from gossip.errors import ConfigError
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=_run_sim)
     topo_cli.add_parser(sub)
     sub.choices["topo"].set_defaults(func=topo_cli.run)
+    bench_cli.add_parser(sub)
     return parser
 
 
