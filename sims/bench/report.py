@@ -188,7 +188,7 @@ def _heterogeneity(rows: list[dict[str, Any]], metric: str) -> str | None:
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:
-    """Writes the results as indented JSON (non-finite floats as null)."""
+    """Writes the results as compact JSON (non-finite floats as null)."""
     def clean(x: Any) -> Any:
         if isinstance(x, float) and not math.isfinite(x):
             return None
@@ -197,7 +197,7 @@ def write_json(results: dict[str, Any], path: Path) -> None:
         if isinstance(x, list | tuple):
             return [clean(v) for v in x]
         return x
-    path.write_text(json.dumps(clean(results), indent=1) + "\n")
+    path.write_text(json.dumps(clean(results), separators=(",", ":")) + "\n")
 
 
 def markdown(results: dict[str, Any], plots: list[str]) -> str:

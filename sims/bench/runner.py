@@ -186,17 +186,18 @@ def run_topology_bench(suite: SuiteConfig, out_dir: str | Path, command: str,
 
     Args:
         suite: the validated suite.
-        out_dir: output directory (created).
+        out_dir: output directory (created once the runs are done: nothing is written
+            when the suite fails on a bad name).
         command: the command line, recorded in the results.
         log: receives progress lines.
 
     Returns:
         The results (the content of ``results.json``).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     with compile_cache():
         raw = run_suite(suite, log)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     results = build_results(raw, command)
     plots = write_plots(results, out)
     write_json(results, out / "results.json")

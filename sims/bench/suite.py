@@ -58,7 +58,7 @@ class SuiteConfig:
     alpha: float = 0.1
     seeds: tuple[int, ...] = (0, 1, 2)
     local_steps: int = 1
-    target_fraction: float = 0.9
+    target_fraction: float = 0.8
     target_metric: str = "local_acc_mean"
     epidemic_s: int | str = "auto"
     networks: tuple[NetworkSpec, ...] = ()
