@@ -152,7 +152,7 @@ def _theory_finding(results: dict[str, Any]) -> str:
 
 def _gap_vs_rounds(results: dict[str, Any]) -> str | None:
     slem_of = {(c["topology"], c["n"]): c["slem"] for c in results["consensus"]}
-    rhos = []
+    rhos, rhos_cd = [], []
     for key in {(r["task"], r["n"], r["partition"]) for r in results["summary"]}:
         rs = [r for r in results["summary"] if (r["task"], r["n"], r["partition"]) == key
               and r["reached"] == r["seeds"] and r["rounds_to_target"]]
@@ -160,12 +160,21 @@ def _gap_vs_rounds(results: dict[str, Any]) -> str | None:
                                [r["rounds_to_target"]["mean"] for r in rs])
         if rho is not None:
             rhos.append(rho)
-    if not rhos:
+        rs = [r for r in results["summary"] if (r["task"], r["n"], r["partition"]) == key]
+        rho = rank_correlation([slem_of[(r["topology"], r["n"])] for r in rs],
+                               [r["consensus_distance"]["mean"] for r in rs])
+        if rho is not None:
+            rhos_cd.append(rho)
+    if not rhos and not rhos_cd:
         return None
-    return (f"**Does the spectral gap predict training?** Rank correlation between SLEM and "
-            f"rounds to target, per setting: median {np.median(rhos):.2f} (from "
-            f"{min(rhos):.2f} to {max(rhos):.2f} over {len(rhos)} settings); 1 would mean "
-            f"the SLEM orders the topologies exactly as training does.")
+    text = "**Does the spectral gap predict training?**"
+    for name, v in (("rounds to target (topologies that reached it)", rhos),
+                    ("final consensus distance in training", rhos_cd)):
+        if v:
+            text += (f" Rank correlation between SLEM and {name}, per setting: median "
+                     f"{np.median(v):.2f} (from {min(v):.2f} to {max(v):.2f}, "
+                     f"{len(v)} settings).")
+    return text + " 1 would mean the SLEM orders the topologies exactly as training does."
 
 
 def _heterogeneity(rows: list[dict[str, Any]], metric: str) -> str | None:
