@@ -30,10 +30,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "theoretical contraction of pure gossip. Writes OUT/results.json, OUT/report.md and "
         "PNG plots.")
     topo.add_argument("--quick", action="store_true",
-                      help="the quick preset (n=16, one task, one seed; a few minutes)")
+                      help="the quick preset (n=16, one task, one seed; about a minute)")
     topo.add_argument("--config", metavar="FILE",
                       help="TOML file overriding keys of the preset (see docs/benchmarks.md)")
     topo.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    topo.add_argument("--report-only", action="store_true",
+                      help="run nothing: rebuild targets, report and plots from OUT/results.json")
     topo.add_argument("--json", action="store_true",
                       help="print a JSON summary (winners and targets) at the end")
     parser.set_defaults(func=run)
@@ -51,14 +53,17 @@ def run(args: argparse.Namespace) -> int:
     """
     if args.suite != "topologies":
         raise ConfigError("gossip bench needs a suite; valid choices: topologies")
-    from sims.bench.runner import run_topology_bench  # pulls in JAX and the model zoo
+    from sims.bench.runner import rerender, run_topology_bench  # JAX and the model zoo
     from sims.bench.suite import load_suite
 
     suite = load_suite(args.config, args.quick)
     command = " ".join(["gossip bench topologies", *(["--quick"] if args.quick else []),
                         *(["--config", shlex.quote(args.config)] if args.config else []),
                         "--out", shlex.quote(args.out)])
-    results = run_topology_bench(suite, args.out, command)
+    if args.report_only:
+        results = rerender(suite, args.out)
+    else:
+        results = run_topology_bench(suite, args.out, command)
     if args.json:
         print(json.dumps(summary_json(results)))
     else:

@@ -30,6 +30,17 @@ def test_target_is_a_fraction_of_the_complete_graphs_final_mean():
     assert t["reference_topology"] == "ring" and t["target"] == pytest.approx(0.45)
 
 
+def test_target_is_lowered_until_enough_topologies_reach_it():
+    # worst-seed finals: complete 0.98, ring 0.9, star 0.3; 0.8 x 0.99 = 0.792
+    (t,) = targets(RUNS, "local_acc_mean", 0.8, reach=0.6)  # 2 of 3 already reach it
+    assert not t["lowered"] and t["target"] == pytest.approx(0.792)
+    (t,) = targets(RUNS, "local_acc_mean", 0.95, reach=0.6)  # 0.9405: only complete
+    assert t["lowered"] and t["target"] == pytest.approx(0.9)
+    assert t["fraction_target"] == pytest.approx(0.9405)
+    (t,) = targets(RUNS, "local_acc_mean", 0.95, reach=1.0)
+    assert t["target"] == pytest.approx(0.3)
+
+
 def test_summary_and_winners():
     rows = {r["topology"]: r for r in summarise(RUNS, targets(RUNS, "local_acc_mean", 0.8),
                                                 "local_acc_mean")}

@@ -80,6 +80,16 @@ def test_quick_tiny_config_writes_results_report_and_plots(tmp_path, capsys):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({name}.png)" in report
 
+    # --report-only rebuilds everything from results.json, with new target settings
+    config.write_text("target_fraction = 0.5\n" + TINY)
+    (out / "report.md").unlink()
+    assert main(["bench", "topologies", "--quick", "--config", str(config), "--out", str(out),
+                 "--report-only"]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["runs"] == results["runs"] and again["command"] == results["command"]
+    assert again["targets"][0]["target"] == pytest.approx(0.5 * complete["local_acc_mean"][-1])
+    assert (out / "report.md").exists()
+
 
 @pytest.mark.parametrize("text, message", [
     ('topologies = ["ring", "hypercube"]', "unknown topology 'hypercube'"),
@@ -105,6 +115,8 @@ def test_bad_config_is_one_line_error(tmp_path, capsys, text, message):
     assert not out.exists()
 
 
-def test_bench_needs_a_suite(capsys):
+def test_bench_needs_a_suite(capsys, tmp_path):
     assert main(["bench"]) == 2
     assert "valid choices: topologies" in capsys.readouterr().err
+    assert main(["bench", "topologies", "--report-only", "--out", str(tmp_path)]) == 2
+    assert "cannot read results" in capsys.readouterr().err

@@ -8,6 +8,7 @@ bytes each peer has sent and the modelled time of every network at the same roun
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 import statistics
 import sys
@@ -23,12 +24,13 @@ import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
 
 from gossip.config import Config
+from gossip.errors import ConfigError
 from gossip.topology import make_topology
 from gossip.training import make_local_step
 from sims.bench.consensus import measure_consensus
 from sims.bench.cost_model import out_degrees, round_times
 from sims.bench.plots import write_plots
-from sims.bench.report import build_results, markdown, write_json
+from sims.bench.report import RAW_KEYS, build_results, markdown, write_json
 from sims.bench.suite import SuiteConfig, TaskSpec, topology_options
 from sims.experiment import Experiment, build_experiment
 from sims.run import message_nbytes, simulate
@@ -198,8 +200,32 @@ def run_topology_bench(suite: SuiteConfig, out_dir: str | Path, command: str,
         raw = run_suite(suite, log)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = build_results(raw, command)
+    return write_outputs(build_results(raw, command), out)
+
+
+def write_outputs(results: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Writes ``results.json``, the plots and ``report.md`` into ``out``; returns results."""
     plots = write_plots(results, out)
     write_json(results, out / "results.json")
     (out / "report.md").write_text(markdown(results, plots))
     return results
+
+
+def rerender(suite: SuiteConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Rebuilds targets, summary, findings, report and plots from ``OUT/results.json``.
+
+    The runs and consensus measurements are read back unchanged; the target settings
+    (``target_metric``, ``target_fraction``, ``target_reach``) are the suite's.
+
+    Raises:
+        ConfigError: no readable ``results.json`` in ``out_dir``.
+    """
+    path = Path(out_dir) / "results.json"
+    try:
+        old = json.loads(path.read_text())
+        raw = {key: old[key] for key in RAW_KEYS}
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"cannot read results from {path}: {e}") from None
+    raw["suite"] = {**raw["suite"], **{key: getattr(suite, key) for key in
+                                       ("target_metric", "target_fraction", "target_reach")}}
+    return write_outputs(build_results(raw, old["command"]), Path(out_dir))

@@ -59,6 +59,7 @@ class SuiteConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     local_steps: int = 1
     target_fraction: float = 0.8
+    target_reach: float = 0.6
     target_metric: str = "local_acc_mean"
     epidemic_s: int | str = "auto"
     networks: tuple[NetworkSpec, ...] = ()
@@ -162,7 +163,7 @@ def suite_from_dict(values: dict[str, Any], base: SuiteConfig) -> SuiteConfig:
             out[key] = tuple(_task(v, i) for i, v in enumerate(_tuple_of(key, value, (str, dict))))
         elif key == "networks":
             out[key] = tuple(_network(v, i) for i, v in enumerate(_tuple_of(key, value, dict)))
-        elif key in ("alpha", "target_fraction"):
+        elif key in ("alpha", "target_fraction", "target_reach"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"suite key {key!r} must be a number, got {value!r}")
             out[key] = float(value)
@@ -196,6 +197,8 @@ def validate(suite: SuiteConfig) -> SuiteConfig:
         check_int("epidemic_s", suite.epidemic_s, 1)
     if not 0 < suite.target_fraction <= 1:
         raise ConfigError(f"target_fraction must be in (0, 1], got {suite.target_fraction}")
+    if not 0 <= suite.target_reach <= 1:
+        raise ConfigError(f"target_reach must be in [0, 1], got {suite.target_reach}")
     if not suite.alpha > 0:
         raise ConfigError(f"alpha must be > 0, got {suite.alpha}")
     if not suite.networks:
