@@ -204,9 +204,11 @@ def run_topology_bench(suite: SuiteConfig, out_dir: str | Path, command: str,
 
 
 def write_outputs(results: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Writes ``results.json``, the plots and ``report.md`` into ``out``; returns results."""
-    plots = write_plots(results, out)
+    """Writes ``results.json``, then the plots and ``report.md`` from that file (as DESIGN.md
+    asks: reports come from files, not live objects); returns the file's content."""
     write_json(results, out / "results.json")
+    results = json.loads((out / "results.json").read_text())
+    plots = write_plots(results, out)
     (out / "report.md").write_text(markdown(results, plots))
     return results
 
