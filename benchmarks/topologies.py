@@ -1,8 +1,9 @@
 """Benchmark: compare topologies (the suite of ``gossip bench topologies``).
 
 Runs the same entry point as the CLI, writes ``results.json``, ``report.md`` and PNG plots to
-``benchmarks/results/topologies/`` (or ``--out``) and prints a JSON summary: the targets and
-the winning topology per setting for rounds, bytes and modelled time. See docs/benchmarks.md.
+``benchmarks/results/topologies/`` (``topologies-quick/`` with ``--quick``; or ``--out``) and
+prints a JSON summary: the targets and the winning topology per setting for rounds, bytes and
+modelled time. See docs/benchmarks.md.
 
 Usage: ``python benchmarks/topologies.py [--quick] [--config FILE] [--out DIR]``
 """
@@ -19,13 +20,15 @@ from gossip.errors import ConfigError
 from sims.bench import load_suite, run_topology_bench
 
 RESULTS = Path(__file__).resolve().parent / "results" / "topologies"
+QUICK_RESULTS = RESULTS.with_name("topologies-quick")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick preset")
     parser.add_argument("--config", metavar="FILE", help="TOML overrides of the preset")
-    parser.add_argument("--out", default=str(RESULTS), help=f"output directory ({RESULTS})")
+    parser.add_argument("--out", help=f"output directory (default {RESULTS}, or "
+                        f"{QUICK_RESULTS} with --quick)")
     args = parser.parse_args()
     try:
         suite = load_suite(args.config, args.quick)
@@ -34,7 +37,8 @@ def main() -> int:
         return 2
     command = "python benchmarks/topologies.py" + (" --quick" if args.quick else "") + \
         (f" --config {args.config}" if args.config else "")
-    results = run_topology_bench(suite, args.out, command)
+    out = args.out or str(QUICK_RESULTS if args.quick else RESULTS)
+    results = run_topology_bench(suite, out, command)
     print(json.dumps(summary_json(results), indent=1))
     return 0
 

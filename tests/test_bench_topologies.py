@@ -115,6 +115,23 @@ def test_bad_config_is_one_line_error(tmp_path, capsys, text, message):
     assert not out.exists()
 
 
+def test_runs_are_deterministic():
+    from sims.bench.runner import run_suite
+    from sims.bench.suite import QUICK, suite_from_dict
+
+    suite = suite_from_dict({"topologies": ["random_matching"], "peers": [4],
+                             "partitions": ["dirichlet"], "consensus_rounds": 10,
+                             "tasks": [{"name": "mlp_digits", "rounds": 4, "eval_every": 2}]},
+                            QUICK)
+    first, second = (run_suite(suite, log=lambda line: None) for _ in range(2))
+    for a, b in zip(first["runs"] + first["consensus"], second["runs"] + second["consensus"],
+                    strict=True):
+        for key in ("wall_time_s", "time_s"):  # wall clock, and the measured step time in it
+            a.pop(key, None)
+            b.pop(key, None)
+        assert a == b
+
+
 def test_bench_needs_a_suite(capsys, tmp_path):
     assert main(["bench"]) == 2
     assert "valid choices: topologies" in capsys.readouterr().err
