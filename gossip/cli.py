@@ -1,4 +1,4 @@
-"""The ``gossip`` command line: ``gossip sim``, ``topo``, ``peer``, ``launch``."""
+"""The ``gossip`` command line: ``gossip sim``, ``topo``, ``peer``, ``launch``, ``bench``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gossip import topo_cli
+from gossip import bench_cli, topo_cli
 from gossip.config import add_config_flags, config_from_args
 from gossip.errors import ConfigError
 from gossip.peer import cli as peer_cli
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     topo_cli.add_parser(sub)
     sub.choices["topo"].set_defaults(func=topo_cli.run)
     peer_cli.add_parsers(sub)
+    bench_cli.add_parser(sub)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -39,7 +40,8 @@ def message_nbytes(exp: Experiment, params: Any) -> int:
     return tree_nbytes(shapes)
 
 
-def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
+def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True,
+             on_eval: Callable[[dict[str, Any]], None] | None = None
              ) -> tuple[dict[str, Any], Any]:
     """Runs the simulation of an experiment.
 
@@ -48,6 +50,7 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
         out_dir: where to write ``metrics.jsonl`` (and ``params/`` with ``save_params``);
             None writes nothing.
         progress: show a progress bar.
+        on_eval: called with every metrics record (each line of ``metrics.jsonl``).
 
     Returns:
         ``(last_metrics, params)``: the last metrics record and the final stacked params.
@@ -98,6 +101,8 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
             if sink:
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
+            if on_eval:
+                on_eval(record)
     finally:
         bar.close()
         if sink:

@@ -1,0 +1,91 @@
+"""``gossip bench topologies``: the topology benchmark suite on the simulator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from typing import Any
+
+from gossip.errors import ConfigError
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Registers the ``bench`` subcommand and its ``topologies`` sub-subcommand.
+
+    Args:
+        subparsers: the object returned by ``ArgumentParser.add_subparsers``.
+
+    Returns:
+        The ``bench`` parser (its ``func`` is set here).
+    """
+    parser = subparsers.add_parser(
+        "bench", help="benchmark suites (topologies)",
+        description="Benchmark suites run on the simulator. See docs/benchmarks.md.")
+    sub = parser.add_subparsers(dest="suite", metavar="SUITE")
+    topo = sub.add_parser(
+        "topologies", help="compare topologies: rounds, bytes and modelled time to a target",
+        description="Compare topologies on the simulator: rounds, bytes and modelled time to "
+        "a target accuracy, final accuracies, consensus distance, and the measured vs "
+        "theoretical contraction of pure gossip. Writes OUT/results.json, OUT/report.md and "
+        "PNG plots.")
+    topo.add_argument("--quick", action="store_true",
+                      help="the quick preset (n=16, one task, one seed; about a minute)")
+    topo.add_argument("--config", metavar="FILE",
+                      help="TOML file overriding keys of the preset (see docs/benchmarks.md)")
+    topo.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    topo.add_argument("--report-only", action="store_true",
+                      help="run nothing: rebuild targets, report and plots from OUT/results.json")
+    topo.add_argument("--json", action="store_true",
+                      help="print a JSON summary (winners and targets) at the end")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``gossip bench``.
+
+    Args:
+        args: the parsed arguments of the ``bench`` parser.
+
+    Returns:
+        The exit code; user errors raise ``ConfigError``.
+    """
+    if args.suite != "topologies":
+        raise ConfigError("gossip bench needs a suite; valid choices: topologies")
+    from sims.bench.runner import rerender, run_topology_bench  # JAX and the model zoo
+    from sims.bench.suite import load_suite
+
+    suite = load_suite(args.config, args.quick)
+    command = " ".join(["gossip bench topologies", *(["--quick"] if args.quick else []),
+                        *(["--config", shlex.quote(args.config)] if args.config else []),
+                        "--out", shlex.quote(args.out)])
+    if args.report_only:
+        results = rerender(suite, args.out)
+    else:
+        results = run_topology_bench(suite, args.out, command)
+    if args.json:
+        print(json.dumps(summary_json(results)))
+    else:
+        for line in results["findings"]:
+            print(line)
+        print(f"report: {args.out}/report.md")
+    return 0
+
+
+def summary_json(results: dict[str, Any]) -> dict[str, Any]:
+    """The short JSON summary: targets, winners per setting and the running time."""
+    from sims.bench.summary import winners
+
+    nets = [n["name"] for n in results["suite"]["networks"]]
+    keys = ["rounds_to_target", "bytes_per_peer_to_target", "bytes_busiest_peer_to_target",
+            *[f"time_to_target/{n}" for n in nets]]
+    won = {k: winners(results["summary"], k) for k in keys}
+    return {
+        "wall_time_s": results["wall_time_s"],
+        "settings": [{"task": t["task"], "n": t["n"], "partition": t["partition"],
+                      "target": t["target"],
+                      "winners": {k: won[k].get((t["task"], t["n"], t["partition"]))
+                                  for k in keys}}
+                     for t in results["targets"]],
+    }
