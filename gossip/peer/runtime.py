@@ -203,7 +203,7 @@ class Peer:
                                             self.size, key)
         msg = self.fn.message(stepped, self.rule_state)
         k = self.task.topology.k
-        neighbours, weights, self_weight = self.in_neighbours(0)
+        _, weights, self_weight = self.in_neighbours(0)
         self.fn.mix(stepped, self.rule_state, self.fn.stack([msg] * k), weights, self_weight)
         self.fn.add_update(stepped, stepped, stepped)
         self.fn.evaluate(stepped, self.x_test, self.y_test)
