@@ -21,7 +21,9 @@ def _run_sim(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="gossip", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="gossip", description="gossip-train: decentralized deep learning in JAX, simulated "
+        "or over ZeroMQ.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sim = sub.add_parser("sim", help="simulate N peers on this machine (vectorised)",
                          description="Simulate decentralized training of N peers. With no "
