@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gossip.rules import GossipRule
+from gossip.rules import GossipRule, add_local_update
 from gossip.training import LossFn, make_local_round, make_local_step, round_key
 
 Params = Any
@@ -144,7 +144,7 @@ def make_simulator(loss_fn: LossFn, optimizer: optax.GradientTransformation,
             stepped, opt_state, loss = local_round(
                 state.params, state.opt_state, data.x, data.y, data.size, keys)
             mixed, rule_state = gather_mix(rule, state.params, state.rule_state, messages, graph)
-            params = jax.tree.map(lambda m, s, p: m + (s - p), mixed, stepped, state.params)
+            params = add_local_update(mixed, stepped, state.params)
         else:
             stepped, opt_state, loss = local_round(
                 state.params, state.opt_state, data.x, data.y, data.size, keys)

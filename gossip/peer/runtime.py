@@ -29,7 +29,7 @@ import optax
 
 from gossip.peer.inbox import Counters, Inbox
 from gossip.pytree import save_npz
-from gossip.rules import GossipRule
+from gossip.rules import GossipRule, add_local_update
 from gossip.summary import METRIC_SHORT
 from gossip.topology import Topology
 from gossip.training import LossFn, make_local_round, make_local_step, round_key
@@ -112,9 +112,7 @@ class _Compiled:
         self.message = jax.jit(rule.message)
         self.mix = jax.jit(rule.mix)
         self.evaluate = jax.jit(lambda p, x, y: (task.metric_fn(p, x, y), task.loss_fn(p, x, y)))
-        self.add_update = jax.jit(
-            lambda mixed, stepped, base: jax.tree.map(lambda m, s, b: m + (s - b),
-                                                      mixed, stepped, base))
+        self.add_update = jax.jit(add_local_update)
 
     def stack(self, messages: list[Any]) -> Any:
         """Stacks K messages (pytrees) into one pytree with leaves (K, ...)."""

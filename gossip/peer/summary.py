@@ -20,7 +20,6 @@ from gossip.evaluate import evaluation_record, make_evaluator
 from gossip.peer.inbox import Counters
 from gossip.pytree import load_npz
 from gossip.summary import METRIC_SHORT, summary_table
-from gossip.training import init_key_for
 
 
 def last_record(path: Path) -> dict[str, Any] | None:
@@ -49,8 +48,8 @@ def summarise_run(exp: Any, out: Path, wall_time: float) -> dict[str, Any] | Non
         The summary record, or None when no peer left parameters.
     """
     cfg = exp.config
-    like = exp.model.init(init_key_for(jax.random.key(0), 0, True),
-                          jnp.asarray(exp.dataset.x_train[:1]))
+    like = jax.eval_shape(exp.model.init, jax.random.key(0),
+                          jnp.asarray(exp.dataset.x_train[:1]))  # structure only
     peers = [i for i in range(cfg.peers) if (out / "params" / f"peer-{i:04d}.npz").is_file()]
     if not peers:
         print("gossip launch: no peer finished; nothing to summarise", file=sys.stderr)

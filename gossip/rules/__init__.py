@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gossip.errors import unknown
-from gossip.rules.base import GossipRule, renormalised_average, weighted_sum
+from gossip.rules.base import GossipRule, add_local_update, renormalised_average, weighted_sum
 from gossip.rules.dpsgd import dpsgd, local_sgd
 from gossip.rules.push_sum import PushSumPayload, PushSumState, push_sum
 
@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "RULES",
     "GossipRule",
+    "add_local_update",
     "PushSumPayload",
     "PushSumState",
     "dpsgd",

@@ -100,3 +100,17 @@ def renormalised_average(own: Params, payloads: Params, weights: jax.Array,
     total = self_weight + jnp.sum(weights)
     return jax.tree.map(lambda s: s / total.astype(s.dtype),
                         weighted_sum(own, payloads, weights, self_weight))
+
+
+def add_local_update(mixed: Params, stepped: Params, base: Params) -> Params:
+    """The ``"cta"`` combination: the mixed parameters plus this round's local update.
+
+    Args:
+        mixed: the parameters after mixing the messages taken from ``base``.
+        stepped: ``base`` after the round's local steps.
+        base: the parameters the round started from.
+
+    Returns:
+        ``mixed + (stepped - base)`` leaf by leaf.
+    """
+    return jax.tree.map(lambda m, s, b: m + (s - b), mixed, stepped, base)
