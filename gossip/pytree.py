@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import jax
 import numpy as np
@@ -25,14 +25,22 @@ def leaf_paths(tree: Any) -> list[str]:
     return ["/".join(_key_name(e) for e in path) for path, _ in flat]
 
 
+def describe(x: Any) -> str:
+    """``float32[3, 2]``: the dtype and shape of an array or ``ShapeDtypeStruct``."""
+    return f"{np.dtype(x.dtype)}{list(x.shape)}"
+
+
 def tree_nbytes(tree: Any) -> int:
     """Total bytes of the leaves (arrays or ``ShapeDtypeStruct``)."""
     return int(sum(np.prod(x.shape, dtype=np.int64) * np.dtype(x.dtype).itemsize
                    for x in jax.tree.leaves(tree)))
 
 
-def save_npz(path: str | Path, tree: Any) -> None:
-    """Writes a pytree of arrays to ``path`` as ``.npz`` with keys = leaf paths."""
+def save_npz(path: str | Path | BinaryIO, tree: Any) -> None:
+    """Writes a pytree of arrays as ``.npz`` with keys = leaf paths.
+
+    ``path`` is a file name or a binary file open for writing.
+    """
     arrays = dict(zip(leaf_paths(tree), (np.asarray(x) for x in jax.tree.leaves(tree)),
                       strict=True))
     np.savez(path, **arrays)
@@ -44,14 +52,14 @@ def load_npz(path: str | Path, like: Any) -> Any:
     Raises:
         ValueError: a leaf is missing or its shape or dtype differs from ``like``'s.
     """
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:
         leaves = []
         for name, ref in zip(leaf_paths(like), jax.tree.leaves(like), strict=True):
             if name not in data:
                 raise ValueError(f"{path}: missing leaf {name!r}")
             arr = data[name]
             if arr.shape != tuple(ref.shape) or arr.dtype != np.dtype(ref.dtype):
-                raise ValueError(f"{path}: leaf {name!r} is {arr.dtype}{list(arr.shape)}, "
-                                 f"expected {np.dtype(ref.dtype)}{list(ref.shape)}")
+                raise ValueError(f"{path}: leaf {name!r} is {describe(arr)}, "
+                                 f"expected {describe(ref)}")
             leaves.append(arr)
     return jax.tree.unflatten(jax.tree.structure(like), leaves)
