@@ -49,6 +49,10 @@ class Config:
     round_deadline: float = 30.0
     startup_timeout: float = 60.0
     max_ahead: int = 8
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 5.0
+    catchup_after: int = 3
+    checkpoint_every: int = 10
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a plain dict (TOML-serialisable)."""
@@ -61,7 +65,7 @@ class Config:
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
 _POSITIVE = ("peers", "local_steps", "batch_size", "rounds", "eval_every", "shards_per_peer",
-             "max_ahead")
+             "max_ahead", "catchup_after")
 
 
 def _check_type(key: str, value: Any) -> Any:
@@ -101,9 +105,15 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any]) -> Config:
     for key in _POSITIVE:
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be >= 1, got {getattr(config, key)}")
-    for key in ("alpha", "round_deadline", "startup_timeout"):
+    for key in ("alpha", "round_deadline", "startup_timeout", "heartbeat_interval"):
         if not getattr(config, key) > 0:
             raise ConfigError(f"{key} must be > 0, got {getattr(config, key)}")
+    if not config.heartbeat_timeout > config.heartbeat_interval:
+        raise ConfigError(f"heartbeat_timeout ({config.heartbeat_timeout}) must be longer than "
+                          f"heartbeat_interval ({config.heartbeat_interval})")
+    if config.checkpoint_every < 0:
+        raise ConfigError(f"checkpoint_every must be >= 0 (0: never), got "
+                          f"{config.checkpoint_every}")
     return config
 
 
@@ -149,7 +159,11 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--round-deadline", "round_deadline", float,
      "real peers: seconds a round waits for missing messages"),
     ("--startup-timeout", "startup_timeout", float,
-     "real peers: seconds to wait for the first neighbours' hello"),
+     "real peers: seconds to wait for neighbours at start-up or after losing them all"),
+    ("--heartbeat-timeout", "heartbeat_timeout", float,
+     "real peers: seconds of silence after which a neighbour is presumed dead"),
+    ("--checkpoint-every", "checkpoint_every", int,
+     "real peers: write a checkpoint every this many rounds (0: never)"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""The inbox: filing by round, stale and early messages, deadlines, byes."""
+"""The inbox: filing by round, stale and early messages, deadlines, byes, liveness, state."""
 
 import threading
 import time
@@ -7,23 +7,33 @@ import numpy as np
 import pytest
 
 from gossip.peer.inbox import Counters, Inbox
+from gossip.peer.membership import Membership
 from gossip.wire import encode, make_template
 
 N = 4
 PAYLOAD = {"w": np.ones(3, np.float32)}
 
 
-@pytest.fixture
-def inbox():
+def make_inbox(timeout=5.0):
     template = make_template(PAYLOAD)
-    box = Inbox(transport=None, template=template, n_peers=N, max_ahead=2, counters=Counters())
+    box = Inbox(transport=None, template=template, n_peers=N, max_ahead=2, counters=Counters(),
+                membership=Membership(timeout, catchup_after=3), params_template=template)
     for t in range(3):
         box.expect(t, {1, 3})
     return box
 
 
+@pytest.fixture
+def inbox():
+    """An inbox in round 0 whose in-neighbours 1 and 3 have said hello."""
+    box = make_inbox()
+    send(box, 1, 0, kind="hello")
+    send(box, 3, 0, kind="hello")
+    return box
+
+
 def send(box, sender, round_, kind="gossip", value=1.0):
-    payload = {"w": np.full(3, value, np.float32)} if kind == "gossip" else None
+    payload = {"w": np.full(3, value, np.float32)} if kind in ("gossip", "state") else None
     box.handle(encode(kind, sender, round_, box.template, payload))
 
 
@@ -48,7 +58,8 @@ def test_stale_far_ahead_stranger_and_duplicate(inbox):
     send(inbox, 3, 1)
     send(inbox, 3, 1)  # duplicate
     c = inbox.counters
-    assert (c.messages_stale, c.messages_rejected, c.messages_received) == (1, 3, 1)
+    assert (c.messages_stale, c.messages_ahead, c.messages_rejected, c.messages_received) == (
+        1, 1, 2, 1)
 
 
 def test_wait_returns_as_soon_as_everyone_arrived(inbox):
@@ -72,11 +83,76 @@ def test_peers_that_said_bye_are_not_waited_for(inbox):
     assert inbox.counters.messages_missing == 1
 
 
-def test_hello_wait_reports_who_is_missing(inbox):
-    send(inbox, 1, 0, kind="hello")
-    assert inbox.wait_hello({1, 3}, timeout=0.05) == {3}
-    send(inbox, 3, 0, kind="hello")
-    assert inbox.wait_hello({1, 3}, timeout=0.05) == set()
+def test_hello_wait_reports_who_is_missing():
+    box = make_inbox()
+    send(box, 1, 0, kind="hello")
+    assert box.wait_hello({1, 3}, timeout=0.05) == {3}
+    send(box, 3, 0, kind="hello")
+    assert box.wait_hello({1, 3}, timeout=0.05) == set()
+
+
+def test_peers_never_heard_from_are_not_waited_for():
+    box = make_inbox()
+    send(box, 1, 0)
+    start = time.monotonic()
+    assert list(box.wait_round(0, timeout=10.0)) == [1]
+    assert time.monotonic() - start < 5.0
+    assert box.counters.messages_missing == 1
+
+
+def test_a_neighbour_that_goes_silent_stops_being_waited_for():
+    box = make_inbox(timeout=0.3)
+    send(box, 1, 0, kind="hello")
+    send(box, 3, 0, kind="hello")
+    send(box, 1, 0)
+    start = time.monotonic()
+    assert list(box.wait_round(0, timeout=10.0)) == [1]  # 3 presumed dead after 0.3 s
+    assert 0.25 < time.monotonic() - start < 5.0
+    send(box, 3, 1, kind="heartbeat")  # back: waited for again
+    threading.Timer(0.1, send, (box, 3, 1)).start()
+    send(box, 1, 1)
+    assert sorted(box.wait_round(1, timeout=10.0)) == [1, 3]
+
+
+def test_lagging_and_moved_on_neighbours_are_not_waited_for(inbox):
+    send(inbox, 3, 5, kind="heartbeat")  # 3 is in round 5: long past round 0 and 1
+    send(inbox, 1, 0)
+    start = time.monotonic()
+    assert list(inbox.wait_round(0, timeout=10.0)) == [1]
+    assert time.monotonic() - start < 5.0
+    send(inbox, 3, 0, kind="heartbeat")  # 3 restarted from round 0: lagging in round 3
+    assert not inbox.members.waitable(3, 3)
+    assert inbox.members.waitable(3, 1)
+    assert inbox.leader({1, 3}, 0) is None
+    send(inbox, 1, 4, kind="heartbeat")
+    assert inbox.leader({1, 3}, 1) == 1  # 1 is 3 rounds ahead of round 1
+
+
+def test_state_is_taken_only_from_the_peer_asked():
+    box = make_inbox()
+    send(box, 2, 7, kind="state", value=5.0)  # not asked for
+    assert box.counters.messages_rejected == 1
+    box.expect_state(2)
+    threading.Timer(0.05, send, (box, 2, 7, "state", 5.0)).start()
+    state = box.wait_state(timeout=10.0)
+    assert (state.sender, state.round, float(state.payload["w"][0])) == (2, 7, 5.0)
+    assert box.wait_state(timeout=0.01) is None
+
+
+def test_state_requests_are_collected_once(inbox):
+    send(inbox, 1, 0, kind="state_request")
+    send(inbox, 3, 0, kind="state_request")
+    assert inbox.take_state_requests() == {1, 3}
+    assert inbox.take_state_requests() == set()
+
+
+def test_jump_moves_to_a_later_round(inbox):
+    send(inbox, 1, 2)
+    inbox.jump(2, {2: {1, 3}, 3: {1, 3}, 4: {1, 3}})
+    send(inbox, 1, 1)  # before the jump target: stale
+    send(inbox, 3, 4)  # now within max_ahead
+    assert inbox.counters.messages_stale == 1
+    assert list(inbox.wait_round(2, timeout=0.05)) == [1]
 
 
 def test_garbage_is_counted_not_raised(inbox, caplog):

@@ -13,9 +13,11 @@ from gossip.peer.launch import free_ports
 from gossip.peer.setup import build_peer_task
 from gossip.wire import encode, make_template
 
-ROUNDS = 6
-CONFIG = ["--rounds", str(ROUNDS), "--round-deadline", "1", "--startup-timeout", "2",
-          "--save-params", *FAST]
+ROUNDS = 20
+# Peer 1 never starts: the rounds do not wait for it, but take long enough (local steps) for
+# the attack to land mid-run.
+CONFIG = ["--rounds", str(ROUNDS), "--local-steps", "200", "--round-deadline", "1",
+          "--startup-timeout", "2", "--save-params", *FAST]
 
 
 def message_template():
@@ -49,7 +51,7 @@ def bad_messages(template):
     return [
         ("header is not valid msgpack", [rng.bytes(64)]),
         ("header is not valid msgpack", [b"\xc1not msgpack", *good[1:]]),
-        ("protocol version 2", with_header(good, v=2)),
+        ("protocol version 99", with_header(good, v=99)),
         ("structure hash", with_header(good, struct="0123456789abcdef")),
         ("dtype float64, expected float32", with_leaf(good, "dtype", "float64")),
         ("shape (3,), expected", with_leaf(good, "shape", [3])),
@@ -61,7 +63,7 @@ def bad_messages(template):
                                        jax.tree.unflatten(template.treedef, nan))),
         ("contains NaN or Inf", encode("gossip", 1, 2, template,
                                        jax.tree.unflatten(template.treedef, inf))),
-        ("rounds ahead of round", encode("gossip", 1, 10**6, template, valid)),
+        ("state that was not asked for", encode("state", 1, 2, template, valid)),
     ]
 
 
@@ -83,6 +85,9 @@ def test_garbage_is_rejected_and_the_peer_finishes_untouched(tmp_path):
             bad = bad_messages(template)
             for _, frames in bad:
                 attacker.send_multipart(frames)
+            far_ahead = jax.tree.unflatten(template.treedef,
+                                           [np.zeros(s.shape, s.dtype) for s in template.leaves])
+            attacker.send_multipart(encode("gossip", 1, 10**6, template, far_ahead))
             time.sleep(0.2)
             attacker.send_multipart([b"\x00" * (template.max_frame_bytes + 4096)])  # > MAXMSGSIZE
             assert proc.wait(timeout=60) == 0
@@ -93,6 +98,7 @@ def test_garbage_is_rejected_and_the_peer_finishes_untouched(tmp_path):
     last = records(victim / "peer-0000.jsonl")[-1]
     assert last["round"] == ROUNDS
     assert last["messages_rejected"] == len(bad)
+    assert last["messages_ahead"] == 1
     assert last["messages_received"] == 0
     assert last["transport_disconnects"] >= 1
     log = [ln for ln in (tmp_path / "victim.log").read_text().splitlines()

@@ -73,6 +73,21 @@ def test_hello_and_bye_have_no_leaves(template):
         assert msg.kind == kind and msg.payload is None and msg.payload_bytes == 0
 
 
+def test_state_messages_are_checked_against_the_params_template(template):
+    params = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    params_template = make_template(params)
+    frames = encode("state", 1, 9, params_template, params)
+    msg = decode(frames, template, N, params_template)
+    assert (msg.kind, msg.round) == ("state", 9)
+    np.testing.assert_array_equal(msg.payload["w"], params["w"])
+    with pytest.raises(WireError, match="unexpected 'state' message"):
+        decode(frames, template, N)  # a receiver that takes no state
+    with pytest.raises(WireError, match="structure hash"):
+        decode(encode("state", 1, 9, template, payload()), template, N, params_template)
+    for kind in ("heartbeat", "state_request"):
+        assert decode(encode(kind, 3, 4, template), template, N, params_template).payload is None
+
+
 def test_structure_hash_depends_on_paths_dtypes_and_shapes(template):
     p = payload()
     assert make_template(p).struct_hash == template.struct_hash

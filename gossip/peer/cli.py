@@ -21,8 +21,9 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def run_peer_command(args: argparse.Namespace) -> int:
     """``gossip peer``: builds this peer's task from the config and runs it."""
     from gossip.peer.addresses import check_address, parse_peers
+    from gossip.peer.checkpoint import CheckpointError
     from gossip.peer.runtime import Peer, PeerOptions
-    from gossip.peer.setup import build_peer_task
+    from gossip.peer.setup import build_peer_task, run_digest
 
     addresses = parse_peers(args.peer_list)
     bind = check_address(args.bind, "--bind") if args.bind else None
@@ -33,11 +34,16 @@ def run_peer_command(args: argparse.Namespace) -> int:
     options = PeerOptions(addresses=addresses, out_dir=Path(config.out),
                           round_deadline=config.round_deadline,
                           startup_timeout=config.startup_timeout, max_ahead=config.max_ahead,
-                          save_params=config.save_params, bind=bind)
+                          save_params=config.save_params, bind=bind,
+                          heartbeat_interval=config.heartbeat_interval,
+                          heartbeat_timeout=config.heartbeat_timeout,
+                          catchup_after=config.catchup_after,
+                          checkpoint_every=config.checkpoint_every, resume=args.resume,
+                          run_digest=run_digest(config))
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         last = Peer(task, options).run()
-    except OSError as e:
+    except (OSError, CheckpointError) as e:
         logging.getLogger("gossip.peer").error("%s", e)
         return 1
     metric = next((f"{k} {v:.4f}, " for k, v in last.items() if k.startswith("local_")
@@ -70,6 +76,9 @@ def add_parsers(sub: Any) -> None:
     peer.add_argument("--bind", metavar="ADDR",
                       help="address to bind instead of this peer's entry in PEERS "
                            "(e.g. tcp://0.0.0.0:7100)")
+    peer.add_argument("--resume", action="store_true",
+                      help="continue from OUT/checkpoints/peer-XXXX.npz (from round 0 if "
+                           "there is none), catching up with the neighbours")
     add_config_flags(peer, exclude=("peers",))
     peer.add_argument("--log-level", choices=LOG_LEVELS, default="warning")
     peer.set_defaults(func=run_peer_command)

@@ -1,4 +1,4 @@
-"""The real peer: the synchronous round loop of DESIGN §3 over ZeroMQ.
+"""The real peer: the synchronous round loop of DESIGN §3 over ZeroMQ, with failures.
 
 A peer drives the same pure functions as the simulator (``make_local_round``, the gossip
 rule's ``message`` and ``mix``, ``round_key``), so N peer processes and the simulator with N
@@ -10,6 +10,12 @@ peers end with the same parameters. Round t:
 3. wait, at most ``round_deadline`` seconds after the computation, for the round-t
    messages of the in-neighbours (a receiving thread validates and queues them meanwhile);
 4. mix with what arrived, missing slots weighted 0 and the rest renormalised by the rule.
+
+Failures (see ``membership``): a round waits only for live neighbours that are not lagging;
+a peer that lost every neighbour pauses until one returns (at most ``startup_timeout``); a
+peer ``catchup_after`` rounds behind its freshest neighbour (restarted, late, or cut off)
+asks it for its parameters and round and continues from there. Every ``checkpoint_every``
+rounds a peer writes an atomic checkpoint; ``resume`` restarts from it.
 """
 
 from __future__ import annotations
@@ -27,7 +33,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gossip.peer.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    load_checkpoint,
+    save_checkpoint,
+)
 from gossip.peer.inbox import Counters, Inbox
+from gossip.peer.membership import Membership
 from gossip.pytree import save_npz
 from gossip.rules import GossipRule, add_local_update
 from gossip.summary import METRIC_SHORT
@@ -86,10 +99,19 @@ class PeerOptions:
         addresses: every peer's ZeroMQ address; entry i is peer i.
         out_dir: where ``peer-XXXX.jsonl`` (and ``params/peer-XXXX.npz``) go.
         round_deadline: seconds a round waits for missing messages after its computation.
-        startup_timeout: seconds to wait for the round-0 in-neighbours' hello.
+        startup_timeout: seconds to wait for the first in-neighbours' hello, and for any
+            neighbour to return after all went silent.
         max_ahead: rounds ahead of the current one a message may be and still be queued.
         save_params: write the final parameters.
         bind: the address to bind; default ``addresses[peer_id]``.
+        heartbeat_interval: seconds between heartbeats.
+        heartbeat_timeout: seconds of silence after which a neighbour is presumed dead.
+        catchup_after: rounds behind its freshest neighbour at which a peer catches up.
+        checkpoint_every: write ``OUT/checkpoints/peer-XXXX.npz`` every this many rounds
+            and after the last (0: never).
+        resume: start from this peer's checkpoint (from round 0 if there is none).
+        run_digest: identifies the run's training configuration; a checkpoint of another
+            run is refused.
     """
 
     addresses: list[str]
@@ -99,6 +121,12 @@ class PeerOptions:
     max_ahead: int = 8
     save_params: bool = False
     bind: str | None = None
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 5.0
+    catchup_after: int = 3
+    checkpoint_every: int = 0
+    resume: bool = False
+    run_digest: str = ""
 
 
 class _Compiled:
@@ -137,12 +165,15 @@ class Peer:
         self.rule_state = task.rule.init(self.params)
         self.template: Template = make_template(
             jax.eval_shape(task.rule.message, self.params, self.rule_state))
+        self.params_template: Template = make_template(self.params)
         self.counters = Counters()
         self.x, self.y = jnp.asarray(task.x), jnp.asarray(task.y)
         self.size = jnp.asarray(len(task.x), jnp.int32)
         self.x_test, self.y_test = jnp.asarray(task.x_test), jnp.asarray(task.y_test)
         self.transport: Transport | None = None
         self.inbox: Inbox | None = None
+        self._near: dict[int, set[int]] = {}
+        self._alone = False
 
     # -- topology -----------------------------------------------------------------------------
 
@@ -159,6 +190,18 @@ class Peer:
         """The peers this peer sends to in round t."""
         return {int(j) for j in self.task.topology.out_neighbours(t)[self.i]}
 
+    def near(self, t: int) -> set[int]:
+        """The peers this peer talks to from round t to ``max_ahead`` rounds later: it sends
+        them heartbeats and watches their liveness."""
+        if t not in self._near:
+            last = min(t + self.options.max_ahead, self.task.rounds - 1)
+            self._near = {t: set().union(*(self.senders(r) | self.receivers(r)
+                                           for r in range(t, last + 1)))}
+        return self._near[t]
+
+    def _expected(self, start: int, stop: int) -> dict[int, set[int]]:
+        return {r: self.senders(r) for r in range(start, min(stop, self.task.rounds))}
+
     # -- life cycle ---------------------------------------------------------------------------
 
     def run(self, on_round: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -169,29 +212,37 @@ class Peer:
 
         Returns:
             The last metrics record.
+
+        Raises:
+            CheckpointError: ``resume`` found a checkpoint that cannot be used.
+            OSError: the address cannot be bound.
         """
-        out = self.options.out_dir
-        out.mkdir(parents=True, exist_ok=True)
-        self.transport = Transport(self.i, self.options.addresses, bind=self.options.bind,
-                                   max_frame_bytes=self.template.max_frame_bytes + 1024)
-        self.inbox = Inbox(self.transport, self.template, self.n, self.options.max_ahead,
-                           self.counters)
-        for t in range(min(self.options.max_ahead + 1, self.task.rounds)):
-            self.inbox.expect(t, self.senders(t))
+        opts = self.options
+        opts.out_dir.mkdir(parents=True, exist_ok=True)
+        start = self._restore() if opts.resume else 0
+        frame_bytes = max(self.template.max_frame_bytes, self.params_template.max_frame_bytes)
+        self.transport = Transport(self.i, opts.addresses, bind=opts.bind,
+                                   max_frame_bytes=frame_bytes + 1024)
+        self.inbox = Inbox(self.transport, self.template, self.n, opts.max_ahead,
+                           self.counters, Membership(opts.heartbeat_timeout, opts.catchup_after),
+                           self.params_template, opts.heartbeat_interval)
+        self.inbox.jump(start, self._expected(start, start + opts.max_ahead + 1))
         clean = False
         try:
             self.inbox.start()
             self._warm_up()
-            self._hello()
-            record = self._rounds(out / f"peer-{self.i:04d}.jsonl", on_round)
+            self.inbox.beat_targets = frozenset(self.near(start))
+            self._hello(start)
+            record = self._rounds(start, on_round)
             self._bye()
             clean = True
         finally:
             self.inbox.stop()
             self.transport.close(linger_ms=1000 if clean else 0)
-        if self.options.save_params:
-            (out / "params").mkdir(exist_ok=True)
-            save_npz(out / "params" / f"peer-{self.i:04d}.npz", jax.device_get(self.params))
+        if opts.save_params:
+            (opts.out_dir / "params").mkdir(exist_ok=True)
+            save_npz(opts.out_dir / "params" / f"peer-{self.i:04d}.npz",
+                     jax.device_get(self.params))
         return record
 
     def _warm_up(self) -> None:
@@ -213,10 +264,10 @@ class Peer:
                 self.counters.send_failures += 1
                 log.info("send to peer %d failed: its queue is full (unreachable?)", j)
 
-    def _hello(self) -> None:
-        hello = encode("hello", self.i, 0, self.template)
-        self._send_all(hello, self.senders(0) | self.receivers(0))
-        missing = self.inbox.wait_hello(self.senders(0), self.options.startup_timeout)
+    def _hello(self, t: int) -> None:
+        hello = encode("hello", self.i, t, self.template)
+        self._send_all(hello, self.senders(t) | self.receivers(t))
+        missing = self.inbox.wait_hello(self.senders(t), self.options.startup_timeout)
         if missing:
             log.warning("starting without hello from peer(s) %s after %.1f s",
                         sorted(missing), self.options.startup_timeout)
@@ -228,17 +279,103 @@ class Peer:
                        | set(self.transport.dealers))
         # A receiver says bye only after its last round, so our last message has reached it
         # (or it gave up on it) before we close our sockets.
-        self.inbox.wait_gone(self.receivers(last), self.options.round_deadline)
+        self.inbox.wait_gone(self.receivers(last), last, self.options.round_deadline)
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def _state_trees(self) -> dict[str, Any]:
+        return {"params": self.params, "opt_state": self.opt_state,
+                "rule_state": self.rule_state}
+
+    def _meta(self, next_round: int) -> dict[str, Any]:
+        return {"peer": self.i, "peers": self.n, "round": next_round,
+                "run": self.options.run_digest,
+                "train_key": np.asarray(jax.random.key_data(self.task.train_key)).tolist()}
+
+    def _checkpoint(self, next_round: int) -> None:
+        save_checkpoint(checkpoint_path(self.options.out_dir, self.i),
+                        jax.device_get(self._state_trees()), self._meta(next_round))
+
+    def _restore(self) -> int:
+        """Loads this peer's checkpoint; returns the round to continue from."""
+        path = checkpoint_path(self.options.out_dir, self.i)
+        if not path.exists():
+            log.warning("--resume: no checkpoint at %s, starting from round 0", path)
+            return 0
+        trees, meta = load_checkpoint(path, self._state_trees())
+        expected = self._meta(meta.get("round", -1))
+        for key in ("peer", "peers", "run", "train_key"):
+            if meta.get(key) != expected[key]:
+                raise CheckpointError(f"checkpoint {path}: {key} is {meta.get(key)!r}, this "
+                                      f"run has {expected[key]!r} (a checkpoint of another run)")
+        self.params = jax.tree.map(jnp.asarray, trees["params"])
+        self.opt_state = jax.tree.map(jnp.asarray, trees["opt_state"])
+        self.rule_state = jax.tree.map(jnp.asarray, trees["rule_state"])
+        log.warning("resumed from %s at round %d", path, meta["round"])
+        return int(meta["round"])
+
+    # -- failures -----------------------------------------------------------------------------
+
+    def _answer_state_requests(self, t: int) -> None:
+        """Sends our parameters (those round t starts from) to every peer that asked."""
+        requests = self.inbox.take_state_requests()
+        if requests:
+            frames = encode("state", self.i, t, self.params_template,
+                            jax.device_get(self.params))
+            self._send_all(frames, requests)
+            self.counters.bytes_sent += len(requests) * self.params_template.nbytes
+            self.counters.header_bytes_sent += len(requests) * len(frames[0])
+            log.info("sent round-%d parameters to catching-up peer(s) %s", t, sorted(requests))
+
+    def _wait_if_isolated(self, t: int) -> None:
+        near = self.near(t)
+        if self._alone:  # gave up waiting: go on until a neighbour is heard again
+            self._alone = not self.inbox.alive(near)
+        elif self.inbox.isolated(near):
+            log.warning("round %d: every neighbour is silent; waiting up to %.0f s for one to "
+                        "return", t, self.options.startup_timeout)
+            if not self.inbox.wait_contact(near, self.options.startup_timeout):
+                log.warning("no neighbour returned: going on alone")
+                self._alone = True
+
+    def _catch_up(self, t: int) -> int:
+        """If a neighbour is ``catchup_after`` rounds ahead, takes its parameters and round.
+
+        Returns:
+            The round to run next.
+        """
+        leader = self.inbox.leader(self.near(t), t)
+        if leader is None:
+            return t
+        self.inbox.expect_state(leader)
+        self._send_all(encode("state_request", self.i, t, self.template), {leader})
+        state = self.inbox.wait_state(self.options.round_deadline)
+        if state is None or not t < state.round < self.task.rounds:
+            log.warning("round %d: peer %d is ahead but sent no usable state", t, leader)
+            return t
+        self.params = jax.tree.map(jnp.array, state.payload)
+        self.rule_state = self.task.rule.init(self.params)
+        self.inbox.jump(state.round, self._expected(state.round,
+                                                    state.round + self.options.max_ahead + 1))
+        self.counters.catch_ups += 1
+        log.warning("caught up from round %d to round %d with peer %d's parameters", t,
+                    state.round, leader)
+        return state.round
 
     # -- rounds -------------------------------------------------------------------------------
 
-    def _rounds(self, metrics_path: Path, on_round: Callable[[dict[str, Any]], None] | None
+    def _rounds(self, t: int, on_round: Callable[[dict[str, Any]], None] | None
                 ) -> dict[str, Any]:
         task, opts = self.task, self.options
         record: dict[str, Any] = {}
+        metrics_path = opts.out_dir / f"peer-{self.i:04d}.jsonl"
         start = time.perf_counter()
-        with metrics_path.open("w") as sink:
-            for t in range(task.rounds):
+        with metrics_path.open("a" if opts.resume else "w") as sink:
+            while t < task.rounds:
+                self._answer_state_requests(t)
+                self._wait_if_isolated(t)
+                t = self._catch_up(t)
+                self.inbox.beat_targets = frozenset(self.near(t))
                 # Messages up to max_ahead rounds past the next one are accepted from now on.
                 if t + opts.max_ahead + 1 < task.rounds:
                     self.inbox.expect(t + opts.max_ahead + 1,
@@ -251,6 +388,9 @@ class Peer:
                 sink.flush()
                 if on_round:
                     on_round(record)
+                t += 1
+                if opts.checkpoint_every and (t % opts.checkpoint_every == 0 or t == task.rounds):
+                    self._checkpoint(t)
         return record
 
     def round(self, t: int) -> tuple[float, float]:
@@ -310,6 +450,7 @@ class Peer:
             "peer": self.i, "round": t + 1, "step": (t + 1) * task.rule.local_steps,
             "time": round(elapsed, 4), "round_time": round(round_time, 4),
             "wait_time": round(wait, 4), "loss": loss,
+            "neighbours_alive": len(self.inbox.alive(self.near(t))),
         }
         if (t + 1) % task.eval_every == 0 or t + 1 == task.rounds:
             metric, test_loss = self.fn.evaluate(self.params, self.x_test, self.y_test)

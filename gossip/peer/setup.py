@@ -3,10 +3,25 @@ and hyper-parameters the simulator gives that peer."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+
 from gossip.config import Config
 from gossip.errors import check_int
 from gossip.peer.runtime import PeerTask
 from gossip.training import run_keys
+
+# Keys that change how a run is carried out, not what it trains: a checkpoint written under
+# other values of these may be resumed.
+RUNTIME_KEYS = ("out", "save_params", "rounds", "eval_every", "round_deadline",
+                "startup_timeout", "max_ahead", "heartbeat_interval", "heartbeat_timeout",
+                "catchup_after", "checkpoint_every")
+
+
+def run_digest(config: Config) -> str:
+    """16 hex digits identifying what a run trains (its config without ``RUNTIME_KEYS``)."""
+    neutral = dataclasses.replace(config, **{k: getattr(Config(), k) for k in RUNTIME_KEYS})
+    return hashlib.sha256(neutral.to_toml().encode()).hexdigest()[:16]
 
 
 def build_peer_task(config: Config, peer_id: int) -> PeerTask:

@@ -21,8 +21,11 @@ import numpy as np
 
 from gossip.pytree import leaf_paths
 
-PROTOCOL_VERSION = 1
-KINDS = ("gossip", "hello", "bye")
+PROTOCOL_VERSION = 2
+KINDS = ("gossip", "hello", "bye", "heartbeat", "state_request", "state")
+# Kinds with leaf frames, and which template checks them: the gossip message, or the
+# parameters a peer sends to one that is catching up.
+PAYLOAD_KINDS = {"gossip": "message", "state": "params"}
 CODECS = ("raw",)
 # dtype name on the wire -> numpy dtype; anything else is refused.
 DTYPES: dict[str, np.dtype] = {
@@ -116,11 +119,12 @@ class Message(NamedTuple):
     """A decoded, validated message.
 
     Attributes:
-        kind: ``"gossip"``, ``"hello"`` or ``"bye"``.
+        kind: one of ``KINDS``.
         sender: the sender's peer id.
-        round: the round the message belongs to.
-        payload: for ``"gossip"``, a pytree like the template whose leaves are read-only
-            numpy views of the received frames; None otherwise.
+        round: the round the message belongs to (for ``"hello"``, ``"heartbeat"`` and
+            ``"state_request"``: the sender's current round).
+        payload: for ``"gossip"`` and ``"state"``, a pytree like the template whose leaves
+            are read-only numpy views of the received frames; None otherwise.
         payload_bytes: bytes of the leaf frames.
         header_bytes: bytes of the header frame.
     """
@@ -142,7 +146,8 @@ def encode(kind: str, sender: int, round_: int, template: Template,
         sender: this peer's id.
         round_: the round the message belongs to.
         template: this peer's template (gives the structure hash and leaf paths).
-        payload: for ``"gossip"``, a pytree matching the template (numpy or JAX arrays).
+        payload: for ``"gossip"`` and ``"state"``, a pytree matching the template (numpy or
+            JAX arrays).
 
     Returns:
         ``[header bytes, leaf buffer, ...]``, ready for ``send_multipart(copy=False)``.
@@ -172,13 +177,16 @@ def _unpack_header(frame: bytes, limit: int) -> dict[str, Any]:
     return header
 
 
-def decode(frames: Sequence[Any], template: Template, n_peers: int) -> Message:
+def decode(frames: Sequence[Any], template: Template, n_peers: int,
+           params_template: Template | None = None) -> Message:
     """Decodes and validates a message against the local template.
 
     Args:
         frames: the received frames (``bytes`` or ``zmq.Frame``), header first.
-        template: the receiver's template.
+        template: the receiver's gossip-message template (checks every kind but ``"state"``).
         n_peers: number of peers (sender ids must be below it).
+        params_template: the receiver's parameter template, which checks ``"state"``
+            messages; without it they are refused.
 
     Returns:
         The message; gossip leaves are zero-copy views of the frames.
@@ -189,7 +197,8 @@ def decode(frames: Sequence[Any], template: Template, n_peers: int) -> Message:
     if not frames:
         raise WireError("empty message")
     buffers = [f.buffer if hasattr(f, "buffer") else memoryview(f) for f in frames]
-    header = _unpack_header(bytes(buffers[0]), template.header_limit)
+    limit = max(template.header_limit, params_template.header_limit if params_template else 0)
+    header = _unpack_header(bytes(buffers[0]), limit)
     if header["v"] != PROTOCOL_VERSION:
         raise WireError(f"protocol version {header['v']}, expected {PROTOCOL_VERSION}")
     kind, sender, round_ = header["kind"], header["sender"], header["round"]
@@ -199,6 +208,10 @@ def decode(frames: Sequence[Any], template: Template, n_peers: int) -> Message:
         raise WireError(f"sender id {sender} is not in [0, {n_peers})")
     if round_ < 0:
         raise WireError(f"negative round {round_}")
+    if PAYLOAD_KINDS.get(kind) == "params":
+        if params_template is None:
+            raise WireError(f"from peer {sender}, round {round_}: unexpected {kind!r} message")
+        template = params_template
     try:
         return _decode_body(header, buffers, template)
     except WireError as e:
@@ -211,7 +224,7 @@ def _decode_body(header: dict[str, Any], buffers: list[memoryview], template: Te
         raise WireError(f"structure hash {header['struct']!r} does not match ours "
                         f"{template.struct_hash!r} (a different model or rule?)")
     kind, entries = header["kind"], header["leaves"]
-    expected_leaves = len(template.leaves) if kind == "gossip" else 0
+    expected_leaves = len(template.leaves) if kind in PAYLOAD_KINDS else 0
     if len(entries) != expected_leaves:
         raise WireError(f"{len(entries)} leaves in the header, expected {expected_leaves}")
     if len(buffers) != 1 + expected_leaves:
@@ -219,7 +232,7 @@ def _decode_body(header: dict[str, Any], buffers: list[memoryview], template: Te
     specs = template.leaves[:expected_leaves]
     leaves = [_decode_leaf(spec, entry, buf)
               for spec, entry, buf in zip(specs, entries, buffers[1:], strict=True)]
-    payload = jax.tree.unflatten(template.treedef, leaves) if kind == "gossip" else None
+    payload = jax.tree.unflatten(template.treedef, leaves) if kind in PAYLOAD_KINDS else None
     return Message(kind, header["sender"], header["round"], payload,
                    sum(a.nbytes for a in leaves), len(buffers[0]))
 

@@ -1,7 +1,8 @@
 """ZeroMQ transport of one peer: a ROUTER it binds, one DEALER per peer it sends to.
 
 The ROUTER is used only by the receiving thread, the DEALERs only by the sending (main)
-thread: ZeroMQ sockets are not thread-safe, so each stays on one thread. Every socket has
+thread, except a second set of DEALERs that carries the receiving thread's heartbeats:
+ZeroMQ sockets are not thread-safe, so each stays on one thread. Every socket has
 ``LINGER=0`` (a bounded linger for the last messages of a clean exit), ZMTP heartbeats so
 a dead connection is noticed, and automatic reconnects. The ROUTER sets ``MAXMSGSIZE`` just
 above the largest frame a valid message has: libzmq drops a connection that sends a larger
@@ -19,6 +20,7 @@ from zmq.utils.monitor import recv_monitor_message
 HEARTBEAT_MS = 1000
 RECONNECT_MS = 100
 RECONNECT_MAX_MS = 2000
+CONNECT_TIMEOUT_MS = 2000  # a connect stuck in SYN retries (link down) is abandoned and retried
 SEND_HWM = 8  # messages queued per neighbour before sends fail instead of growing memory
 
 
@@ -56,6 +58,7 @@ class Transport:
             raise OSError(f"peer {peer_id} cannot bind {self.bind_address}: {e}") from None
         self.monitor = self.router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.dealers: dict[int, zmq.Socket] = {}
+        self.beat_dealers: dict[int, zmq.Socket] = {}
         self.poller = zmq.Poller()
         self.poller.register(self.router, zmq.POLLIN)
         self.poller.register(self.monitor, zmq.POLLIN)
@@ -69,25 +72,33 @@ class Transport:
         sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)
 
-    def _dealer(self, dest: int) -> zmq.Socket:
-        sock = self.dealers.get(dest)
+    def _dealer(self, dest: int, pool: dict[int, zmq.Socket]) -> zmq.Socket:
+        sock = pool.get(dest)
         if sock is None:
             sock = self.context.socket(zmq.DEALER)
             self._configure(sock)
             sock.setsockopt(zmq.SNDHWM, SEND_HWM)
+            sock.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
             sock.connect(self.addresses[dest])
-            self.dealers[dest] = sock
+            pool[dest] = sock
         return sock
 
-    def send(self, dest: int, frames: Sequence[Any]) -> bool:
+    def send(self, dest: int, frames: Sequence[Any], *, beat: bool = False) -> bool:
         """Queues a multipart message to peer ``dest`` without blocking or copying.
+
+        Args:
+            dest: the receiving peer's id.
+            frames: the encoded message.
+            beat: send on the heartbeat sockets (receiving thread only) instead of the main
+                thread's.
 
         Returns:
             False when the message was dropped because ``dest``'s queue is full (it has been
             unreachable for ``SEND_HWM`` messages).
         """
         try:
-            self._dealer(dest).send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            pool = self.beat_dealers if beat else self.dealers
+            self._dealer(dest, pool).send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return False
         return True
@@ -116,7 +127,10 @@ class Transport:
             return
         for sock in self.dealers.values():
             sock.close(linger=linger_ms)
+        for sock in self.beat_dealers.values():
+            sock.close(linger=0)
         self.dealers.clear()
+        self.beat_dealers.clear()
         self.router.disable_monitor()
         self.monitor.close(linger=0)
         self.router.close(linger=0)

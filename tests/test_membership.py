@@ -1,0 +1,84 @@
+"""Membership: liveness by silence, rounds, lagging, leaders and isolation (fake clock)."""
+
+import pytest
+
+from gossip.peer.membership import Membership
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def members(clock):
+    return Membership(timeout=5.0, catchup_after=3, clock=clock)
+
+
+def test_a_peer_is_alive_until_silent_for_the_timeout(members, clock):
+    assert not members.alive(1)  # never heard
+    members.heard(1, 0, current=True)
+    clock.now += 5.0
+    assert members.alive(1)
+    clock.now += 0.1
+    assert not members.alive(1)
+    members.heard(1, 2, current=True)  # back
+    assert members.alive(1)
+
+
+def test_bye_ends_liveness_until_heard_again(members):
+    members.heard(1, 0, current=True)
+    members.left(1)
+    assert not members.alive(1) and not members.waitable(1, 0)
+    members.heard(1, 0, current=True)  # restarted
+    assert members.alive(1)
+
+
+def test_rounds_follow_heartbeats_down_and_gossip_only_up(members):
+    members.heard(1, 7, current=True)
+    members.heard(1, 5, current=False)  # an older gossip message: round stays 7
+    assert members.rounds[1] == 7
+    members.heard(1, 2, current=True)  # restarted from a checkpoint at round 2
+    assert members.rounds[1] == 2
+
+
+@pytest.mark.parametrize("known, waited", [(7, False), (8, True), (10, True), (11, True),
+                                           (12, False)])
+def test_round_10_waits_only_for_neighbours_near_it(members, known, waited):
+    members.heard(1, known, current=True)
+    assert members.waitable(1, 10) is waited
+
+
+def test_leader_is_the_freshest_peer_far_enough_ahead(members, clock):
+    members.heard(1, 12, current=True)
+    members.heard(2, 14, current=True)
+    members.heard(3, 20, current=True)
+    clock.now += 4.0
+    members.heard(1, 12, current=True)
+    members.heard(2, 14, current=True)
+    clock.now += 2.0  # 3 is now silent: not a leader
+    assert members.leader({1, 2, 3}, 10) == 2
+    assert members.leader({1, 2, 3}, 12) is None  # 14 is only 2 rounds ahead of 12
+    assert members.leader({1}, 9) == 1
+
+
+def test_isolated_only_after_losing_every_neighbour(members, clock):
+    assert not members.isolated({1, 2})  # never heard anyone: start-up, not isolation
+    members.heard(1, 0, current=True)
+    members.heard(2, 0, current=True)
+    clock.now += 6.0
+    assert members.isolated({1, 2})
+    members.left(1)
+    assert members.isolated({1, 2})  # 2 went silent without a bye
+    members.left(2)
+    assert not members.isolated({1, 2})  # all finished: nobody to wait for
+    members.heard(2, 3, current=True)
+    assert not members.isolated({1, 2})

@@ -1,0 +1,80 @@
+"""Crash and resume: kill -9 one of 8 peers mid-run; it restarts from its checkpoint.
+
+The 8 peers run on one "host": a network namespace whose loopback is limited to 2 Mbit/s,
+so rounds are paced by the network (~0.5 s) rather than by a CPU the restart competes for.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from netns import bridged_namespaces, netns_available
+from peer_utils import gossip_cmd, processes_mentioning, records, started, wait_for
+
+from gossip.config import resolve
+from gossip.peer.summary import summarise_run
+
+N, ROUNDS, VICTIM, KILL_AT = 8, 40, 3, 10
+SETTINGS = ["--rounds", str(ROUNDS), "--seed", "5", "--local-steps", "20", "--lr", "0.02",
+            "--eval-every", "100", "--set", "model_options={hidden=[32]}"]
+
+
+def reference_accuracy(tmp_path: Path) -> float:
+    """Average-model accuracy of the same run undisturbed (the simulator: the same result as
+    N synchronous peers, see test_peer_parity)."""
+    out = tmp_path / "reference"
+    subprocess.run(gossip_cmd("sim", "--peers", str(N), "--out", str(out), *SETTINGS),
+                   check=True, capture_output=True, timeout=300)
+    return records(out / "metrics.jsonl")[-1]["avg_model_acc"]
+
+
+@pytest.mark.skipif(not netns_available(), reason="needs root and `ip netns`")
+def test_a_peer_killed_at_round_10_resumes_and_catches_up(tmp_path):
+    with bridged_namespaces(1, "crash") as net:
+        net.limit_rate(0, "2mbit", device="lo")
+        crash_and_resume(tmp_path, net.exec_prefix(0))
+
+
+def crash_and_resume(tmp_path: Path, prefix: list[str]) -> None:
+    out = tmp_path / "run"
+    peers = ",".join(f"tcp://127.0.0.1:{7200 + i}" for i in range(N))
+    common = ["--peers", peers, "--out", str(out), "--round-deadline", "5",
+              "--heartbeat-timeout", "1.5", "--set", "heartbeat_interval=0.25",
+              "--checkpoint-every", "5", "--save-params", *SETTINGS]
+    path = [out / f"peer-{i:04d}.jsonl" for i in range(N)]
+    with contextlib.ExitStack() as stack:
+        procs = [stack.enter_context(started([*prefix, *gossip_cmd("peer", "--id", str(i), *common)],
+                                             tmp_path / f"{i}.log")) for i in range(N)]
+        wait_for(lambda: len(records(path[VICTIM])) >= KILL_AT, 240, "round 10 of the victim")
+        os.kill(procs[VICTIM].pid, signal.SIGKILL)
+        procs[VICTIM].wait()
+        killed_after = len(records(path[VICTIM]))
+        resumed = stack.enter_context(started(
+            [*prefix, *gossip_cmd("peer", "--id", str(VICTIM), "--resume", *common)],
+            tmp_path / "resumed.log"))
+        for i, p in enumerate(procs):
+            if i != VICTIM:
+                assert p.wait(timeout=240) == 0, (tmp_path / f"{i}.log").read_text()[-2000:]
+        assert resumed.wait(timeout=240) == 0, (tmp_path / "resumed.log").read_text()[-2000:]
+    assert not processes_mentioning(str(out))
+
+    rec = [records(p) for p in path]
+    for i in set(range(N)) - {VICTIM}:  # the other seven finished every round
+        assert [r["round"] for r in rec[i]] == list(range(1, ROUNDS + 1))
+    log = (tmp_path / "resumed.log").read_text()
+    # resumed from the last checkpoint (every 5 rounds) at or before the kill
+    resumed_from = int(log.split("at round ")[1].split()[0])
+    assert killed_after - 5 < resumed_from <= killed_after and resumed_from % 5 == 0
+    victim = rec[VICTIM]
+    assert victim[-1]["round"] == ROUNDS and victim[-1]["catch_ups"] >= 1
+    assert "caught up from round" in log
+
+    from sims.experiment import build_experiment
+    config = resolve({}, {"peers": N, "rounds": ROUNDS, "seed": 5, "local_steps": 20,
+                          "lr": 0.02, "model_options": {"hidden": [32]}})
+    summary = summarise_run(build_experiment(config), out, 0.0)
+    assert summary["peers_finished"] == N
+    assert abs(summary["avg_model_acc"] - reference_accuracy(tmp_path)) <= 0.02
