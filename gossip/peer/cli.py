@@ -1,21 +1,44 @@
-"""``gossip peer`` (one real peer process) and ``gossip launch`` (many, on this machine)."""
+"""``gossip peer`` (one real peer process) and ``gossip launch`` (many, here or over ssh)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from gossip.config import add_config_flags, config_from_args
+from gossip.peer import ssh_launch
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     sys.exit(128 + signum)  # unwinds through the peer's ``finally``: sockets closed
+
+
+def _print_record(record: dict[str, Any]) -> None:
+    """``--stream-metrics``: one round's metrics record as one JSON line on stdout."""
+    print(json.dumps(record), flush=True)
+
+
+def _stop_at_stdin_eof() -> None:
+    """``--watch-stdin``: a daemon thread sends this process SIGTERM once stdin is closed."""
+
+    def watch() -> None:
+        try:
+            while os.read(0, 1 << 16):
+                pass
+        except OSError:
+            pass  # no usable stdin: same as closed
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="watch-stdin", daemon=True).start()
 
 
 def run_peer_command(args: argparse.Namespace) -> int:
@@ -35,8 +58,10 @@ def run_peer_command(args: argparse.Namespace) -> int:
                           startup_timeout=config.startup_timeout, max_ahead=config.max_ahead,
                           save_params=config.save_params, bind=bind)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if args.watch_stdin:
+        _stop_at_stdin_eof()
     try:
-        last = Peer(task, options).run()
+        last = Peer(task, options).run(on_round=_print_record if args.stream_metrics else None)
     except OSError as e:
         logging.getLogger("gossip.peer").error("%s", e)
         return 1
@@ -49,9 +74,12 @@ def run_peer_command(args: argparse.Namespace) -> int:
 
 
 def run_launch_command(args: argparse.Namespace) -> int:
-    """``gossip launch --local N``."""
+    """``gossip launch --local N`` or ``gossip launch --hostfile HOSTS``."""
     from gossip.peer.launch import launch_local
 
+    if args.hostfile:
+        return ssh_launch.run_hostfile_command(args)
+    ssh_launch.refuse_ssh_flags(args)
     config = config_from_args(args, fixed={"peers": args.local})
     return launch_local(config, progress=not args.no_progress, log_level=args.log_level)
 
@@ -72,16 +100,26 @@ def add_parsers(sub: Any) -> None:
                            "(e.g. tcp://0.0.0.0:7100)")
     add_config_flags(peer, exclude=("peers",))
     peer.add_argument("--log-level", choices=LOG_LEVELS, default="warning")
+    peer.add_argument("--stream-metrics", action="store_true",
+                      help="also print each round's metrics record as a JSON line on stdout")
+    peer.add_argument("--watch-stdin", action="store_true",
+                      help="exit (as on SIGTERM) when stdin is closed, e.g. when the ssh "
+                           "that started this peer goes away")
     peer.set_defaults(func=run_peer_command)
 
     launch = sub.add_parser(
-        "launch", help="start N real peer processes on this machine",
-        description="Start N peers on free loopback ports, follow them with one progress "
-        "bar, and print the same summary as `gossip sim`.")
-    launch.add_argument("--local", type=int, required=True, metavar="N",
-                        help="number of peers to start on this machine")
+        "launch", help="start real peer processes, here or on other machines over ssh",
+        description="Start N peers on free loopback ports (--local N) or on the hosts of a "
+        "hostfile over ssh (--hostfile HOSTS), follow them with one progress bar, and print "
+        "the same summary as `gossip sim`.")
+    where = launch.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", type=int, metavar="N",
+                       help="number of peers to start on this machine")
+    where.add_argument("--hostfile", metavar="HOSTS",
+                       help="file of 'HOST slots=K' lines: start K peers on each HOST over ssh")
     add_config_flags(launch, exclude=("peers",))
     launch.add_argument("--log-level", choices=LOG_LEVELS, default="warning",
                         help="log level of the peers (their logs go to OUT/logs/)")
     launch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ssh_launch.add_flags(launch)
     launch.set_defaults(func=run_launch_command)
