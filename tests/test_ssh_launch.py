@@ -15,12 +15,11 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from netns import bridged_namespaces, netns_available
-from peer_utils import FAST, gossip_cmd, processes_mentioning, records, wait_for
+from peer_utils import FAST, gossip_cmd, processes_mentioning, records, started, wait_for
 
 from gossip.errors import ConfigError
 from gossip.peer.hostfile import Host, Slot, assign, parse_hostfile, read_hostfile
@@ -193,20 +192,6 @@ def _setup(tmp_path: Path, net, fail: str = "") -> tuple[list[str], dict[str, st
     return cmd, env, remote_dir
 
 
-@contextlib.contextmanager
-def _launched(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """Starts the launcher in a session of its own; kills its group on exit, pass or fail."""
-    with log.open("w") as sink:
-        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def _kill_mentioning(text: str) -> None:
     for pid in processes_mentioning(text):
         with contextlib.suppress(ProcessLookupError):
@@ -227,7 +212,7 @@ def test_four_peers_on_two_hosts(tmp_path):
         cmd, env, remote_dir = _setup(tmp_path, net)
         cmd += ["--rounds", str(rounds), "--round-deadline", "2"]
         try:
-            with _launched(cmd, env, tmp_path / "launch.log") as launcher:
+            with started(cmd, tmp_path / "launch.log", env=env, cwd=ROOT) as launcher:
                 code = launcher.wait(timeout=150)
             assert code == 0, (tmp_path / "launch.log").read_text()
             assert processes_mentioning(str(tmp_path)) == []
@@ -277,7 +262,7 @@ def test_a_failing_peer_is_named_with_its_host_and_nothing_is_left(tmp_path):
         cmd, env, remote_dir = _setup(tmp_path, net, fail=FAIL_PEER_2)
         cmd += ["--rounds", "3", "--round-deadline", "0.5", "--startup-timeout", "5"]
         try:
-            with _launched(cmd, env, tmp_path / "launch.log") as launcher:
+            with started(cmd, tmp_path / "launch.log", env=env, cwd=ROOT) as launcher:
                 code = launcher.wait(timeout=150)
             log = (tmp_path / "launch.log").read_text()
             assert code == 1, log
@@ -297,7 +282,7 @@ def test_sigterm_stops_the_remote_peers_through_their_stdin(tmp_path):
         cmd, env, remote_dir = _setup(tmp_path, net)
         cmd += ["--rounds", "100000"]
         try:
-            with _launched(cmd, env, tmp_path / "launch.log") as launcher:
+            with started(cmd, tmp_path / "launch.log", env=env, cwd=ROOT) as launcher:
                 wait_for(lambda: all(records(tmp_path / "out" / f"peer-{i:04d}.jsonl")
                                      for i in range(4)), 120, "every peer's first round")
                 launcher.send_signal(signal.SIGTERM)
