@@ -8,6 +8,7 @@ remote command, which then only sees its stdin close.
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -18,13 +19,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from netns import bridged_namespaces, netns_available
+from netns import Network, bridged_namespaces, netns_available
 from peer_utils import FAST, gossip_cmd, processes_mentioning, records, started, wait_for
 
 from gossip.errors import ConfigError
 from gossip.peer.hostfile import Host, Slot, assign, parse_hostfile, read_hostfile
 from gossip.peer.ssh_launch import (
     SshOptions,
+    check_options,
     forwarded_env,
     gather_command,
     peer_remote_command,
@@ -112,6 +114,19 @@ def test_remote_commands_quote_everything():
         "cd /tmp/r && tar -cf - peer-0001.jsonl params/peer-0001.npz")
 
 
+def test_options_are_checked():
+    here = SshOptions(ssh=sys.executable)  # any program that exists
+    assert re.fullmatch(r"/tmp/gossip-[0-9a-f]{8}", check_options(here))
+    assert check_options(dataclasses.replace(here, remote_dir="/srv/run")) == "/srv/run"
+    for change, message in [
+            ({"remote_dir": "runs/x"}, "--remote-dir runs/x: must be an absolute path"),
+            ({"ssh": "no-such-ssh-here"}, "--ssh 'no-such-ssh-here': no such program"),
+            ({"ssh": "ssh 'x"}, "--ssh \"ssh 'x\": No closing quotation"),
+            ({"remote_gossip": ""}, "--remote-gossip '': empty command")]:
+        with pytest.raises(ConfigError, match="^" + re.escape(message)):
+            check_options(dataclasses.replace(here, **change))
+
+
 def test_launch_needs_exactly_one_of_local_and_hostfile(tmp_path):
     def launch(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(gossip_cmd("launch", *args), capture_output=True, text=True,
@@ -147,7 +162,8 @@ with open(os.environ["FAKE_SSH_LOG"], "a") as log:
     log.write(json.dumps({{"host": host, "options": options, "command": command}}) + "\\n")
 namespaces = json.loads(open(os.environ["FAKE_SSH_HOSTS"]).read())
 if host not in namespaces:
-    sys.exit(f"ssh: Could not resolve hostname {{host}}")
+    print(f"ssh: Could not resolve hostname {{host}}", file=sys.stderr)
+    sys.exit(255)
 clean = {{"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")}}
 remote = subprocess.Popen(["ip", "netns", "exec", namespaces[host], "sh", "-c", command],
                           env=clean, start_new_session=True)
@@ -166,8 +182,13 @@ PYTHONPATH={root} exec {python} -m gossip "$@"
 FAIL_PEER_2 = 'if [ "$3" = 2 ]; then echo "remote-gossip: peer 2 will not start" >&2; exit 3; fi'
 
 
-def _setup(tmp_path: Path, net, fail: str = "") -> tuple[list[str], dict[str, str], Path]:
-    """The launch command, its environment and the remote run directory."""
+def _setup(tmp_path: Path, net: Network | None, fail: str = "", slots: int = 2
+           ) -> tuple[list[str], dict[str, str], Path]:
+    """The launch command, its environment and the remote run directory.
+
+    The hostfile lists the hosts of ``net`` (``slots`` each), or, without ``net``, two hosts
+    that the stand-in ssh cannot reach.
+    """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "ssh").write_text(FAKE_SSH.format(python=sys.executable))
@@ -175,10 +196,11 @@ def _setup(tmp_path: Path, net, fail: str = "") -> tuple[list[str], dict[str, st
         fail=fail, root=shlex.quote(str(ROOT)), python=shlex.quote(sys.executable)))
     for script in bin_dir.iterdir():
         script.chmod(0o755)
-    (tmp_path / "hosts.json").write_text(json.dumps(dict(zip(net.addresses, net.names,
-                                                             strict=True))))
-    (tmp_path / "hosts").write_text("# two namespaces\n" + "".join(
-        f"{a} slots=2\n" for a in net.addresses))
+    addresses = net.addresses if net else ["nowhere-1", "nowhere-2"]
+    namespaces = dict(zip(net.addresses, net.names, strict=True)) if net else {}
+    (tmp_path / "hosts.json").write_text(json.dumps(namespaces))
+    (tmp_path / "hosts").write_text("# two hosts\n" + "".join(
+        f"{a} slots={slots}\n" for a in addresses))
     remote_dir = tmp_path / "remote"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
            "FAKE_SSH_LOG": str(tmp_path / "ssh.log"),
@@ -200,6 +222,15 @@ def _kill_mentioning(text: str) -> None:
 
 def _ssh_calls(tmp_path: Path) -> list[dict]:
     return [json.loads(line) for line in (tmp_path / "ssh.log").read_text().splitlines()]
+
+
+def test_a_host_that_cannot_be_prepared_stops_the_launch(tmp_path):
+    cmd, env, _ = _setup(tmp_path, None)
+    run = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert (f"cannot write {tmp_path}/remote/peers.txt on host nowhere-1 (exit code 255): "
+            "ssh: Could not resolve hostname nowhere-1") in run.stderr
+    assert all("--id" not in c["command"] for c in _ssh_calls(tmp_path))
 
 
 needs_netns = pytest.mark.skipif(not netns_available(), reason="needs root and `ip netns`")
@@ -279,12 +310,12 @@ def test_a_failing_peer_is_named_with_its_host_and_nothing_is_left(tmp_path):
 @needs_netns
 def test_sigterm_stops_the_remote_peers_through_their_stdin(tmp_path):
     with bridged_namespaces(2, "ssh") as net:
-        cmd, env, remote_dir = _setup(tmp_path, net)
+        cmd, env, remote_dir = _setup(tmp_path, net, slots=1)
         cmd += ["--rounds", "100000"]
         try:
             with started(cmd, tmp_path / "launch.log", env=env, cwd=ROOT) as launcher:
                 wait_for(lambda: all(records(tmp_path / "out" / f"peer-{i:04d}.jsonl")
-                                     for i in range(4)), 120, "every peer's first round")
+                                     for i in range(2)), 120, "every peer's first round")
                 launcher.send_signal(signal.SIGTERM)
                 assert launcher.wait(timeout=60) == 143
             # the stand-in ssh never signals the remote peers: only their stdin closed
@@ -293,6 +324,6 @@ def test_sigterm_stops_the_remote_peers_through_their_stdin(tmp_path):
         finally:
             _kill_mentioning(str(tmp_path))
     log = (tmp_path / "launch.log").read_text()
-    assert "stopped; all 4 peers terminated" in log
-    for i in range(4):
+    assert "stopped; all 2 peers terminated" in log
+    for i in range(2):
         assert "Traceback" not in (tmp_path / "out" / "logs" / f"peer-{i:04d}.log").read_text()

@@ -280,6 +280,30 @@ def gather(opts: SshOptions, slots: list[Slot], children: list[Child], remote_di
             print(f"gossip launch: could not gather from host {host}: {e}", file=sys.stderr)
 
 
+def check_options(opts: SshOptions) -> str:
+    """Checks ``--ssh``, ``--remote-gossip`` and ``--remote-dir``; returns the remote run
+    directory (``--remote-dir``, or a new ``/tmp/gossip-<8 hex digits>``).
+
+    Raises:
+        ConfigError: naming the flag.
+    """
+    try:
+        program = shlex.split(opts.ssh)[:1]
+    except ValueError as e:
+        raise ConfigError(f"--ssh {opts.ssh!r}: {e}") from None
+    if not program or not shutil.which(program[0]):
+        raise ConfigError(f"--ssh {opts.ssh!r}: no such program")
+    try:
+        if not shlex.split(opts.remote_gossip):
+            raise ValueError("empty command")
+    except ValueError as e:
+        raise ConfigError(f"--remote-gossip {opts.remote_gossip!r}: {e}") from None
+    remote_dir = opts.remote_dir or f"/tmp/gossip-{secrets.token_hex(4)}"
+    if not remote_dir.startswith("/"):
+        raise ConfigError(f"--remote-dir {remote_dir}: must be an absolute path")
+    return remote_dir
+
+
 def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bool = True,
                log_level: str = "warning") -> int:
     """Runs ``config.peers`` peers on ``hosts``; see the module docstring.
@@ -292,13 +316,8 @@ def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bo
 
     exp = build_experiment(config)
     env = forwarded_env(os.environ, opts.env)
-    program = shlex.split(opts.ssh)[:1]
-    if not program or not shutil.which(program[0]):
-        raise ConfigError(f"--ssh {opts.ssh!r}: no such program")
+    remote_dir = check_options(opts)
     slots = assign(hosts, opts.port_base)
-    remote_dir = opts.remote_dir or f"/tmp/gossip-{secrets.token_hex(4)}"
-    if not remote_dir.startswith("/"):
-        raise ConfigError(f"--remote-dir {remote_dir}: must be an absolute path")
     out = Path(config.out)
     prepare_out(out)
     files = {"peers.txt": "".join(s.address + "\n" for s in slots),
