@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 FAST = ["--set", "model_options={hidden=[32]}", "--eval-every", "100"]
 
@@ -21,11 +22,14 @@ def gossip_cmd(*args: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def started(cmd: list[str], log: Path) -> Iterator[subprocess.Popen]:
-    """Starts a process in its own session; kills its whole group on exit, pass or fail."""
+def started(cmd: list[str], log: Path, **popen: Any) -> Iterator[subprocess.Popen]:
+    """Starts a process in its own session; kills its whole group on exit, pass or fail.
+
+    ``popen`` goes to ``subprocess.Popen`` (``env``, ``cwd``, ...).
+    """
     with log.open("w") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True, **popen)
     try:
         yield proc
     finally:

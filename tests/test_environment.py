@@ -1,8 +1,10 @@
 """Rank, size and hosts from the variables that srun, mpirun and torchrun set."""
 
+import os
 import re
 
 import pytest
+from peer_utils import FAST, gossip_cmd, records, started
 
 from gossip.errors import ConfigError
 from gossip.peer.environment import (
@@ -12,7 +14,9 @@ from gossip.peer.environment import (
     expand_nodelist,
     expand_tasks_per_node,
     hosts_by_rank,
+    peer_identity,
 )
+from gossip.peer.launch import free_ports
 
 # What `srun` (sbatch -N 2, --ntasks-per-node 2) gives task 3.
 SRUN = {
@@ -221,3 +225,54 @@ def test_ports_must_fit():
         addresses_for_hosts(["a", "a", "b", "a"], 65534)
     with pytest.raises(ConfigError, match="port_base must be between 1 and 65535, got 0"):
         addresses_for_hosts(["a"], 0)
+
+
+# -- peer_identity: flags first, then the launcher ---------------------------------------------
+
+SRUN_2 = {"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_STEP_NODELIST": "node[07-08]",
+          "SLURM_STEP_TASKS_PER_NODE": "1(x2)"}
+
+
+def test_identity_under_srun_needs_no_flags():
+    assert peer_identity(None, None, 7000, SRUN_2) == (
+        1, ["tcp://node07:7000", "tcp://node08:7000"])
+
+
+def test_explicit_flags_win_over_the_launcher():
+    assert peer_identity(0, "tcp://a:1,tcp://b:2,tcp://c:3", 7000, SRUN_2) == (
+        0, ["tcp://a:1", "tcp://b:2", "tcp://c:3"])
+
+
+def test_mpirun_takes_the_rank_and_needs_the_peer_list():
+    env = {"OMPI_COMM_WORLD_RANK": "2", "OMPI_COMM_WORLD_SIZE": "3"}
+    assert peer_identity(None, "tcp://a:1,tcp://b:2,tcp://c:3", 7000, env)[0] == 2
+    with pytest.raises(ConfigError, match="--peers is required: openmpi does not tell"):
+        peer_identity(None, None, 7000, env)
+    with pytest.raises(ConfigError, match="lists 2 peers, but the launcher"):
+        peer_identity(None, "tcp://a:1,tcp://b:2", 7000, env)
+
+
+def test_without_a_launcher_id_and_peers_are_required():
+    with pytest.raises(ConfigError, match="--id is required"):
+        peer_identity(None, "tcp://a:1,tcp://b:2", 7000, {})
+    with pytest.raises(ConfigError, match="--peers is required"):
+        peer_identity(0, None, 7000, {})
+    with pytest.raises(ConfigError, match="peer id must be between 0 and 1"):
+        peer_identity(5, "tcp://a:1,tcp://b:2", 7000, {})
+
+
+def test_two_peers_started_like_srun_find_each_other(tmp_path):
+    """End to end: `gossip peer` with only Slurm's variables (no --id, no --peers)."""
+    base = free_ports(1)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "PMI"))}
+    env |= {"SLURM_NTASKS": "2", "SLURM_STEP_NODELIST": "localhost",
+            "SLURM_STEP_TASKS_PER_NODE": "2"}
+    cmd = gossip_cmd("peer", "--port-base", str(base), "--out", str(tmp_path), "--rounds", "3",
+                     "--checkpoint-every", "0", *FAST)
+    with started(cmd, tmp_path / "0.log", env=env | {"SLURM_PROCID": "0"}) as p0, \
+         started(cmd, tmp_path / "1.log", env=env | {"SLURM_PROCID": "1"}) as p1:
+        assert p0.wait(timeout=120) == 0 and p1.wait(timeout=120) == 0
+    for i in (0, 1):
+        last = records(tmp_path / f"peer-{i:04d}.jsonl")[-1]
+        assert (last["peer"], last["round"], last["messages_missing"]) == (i, 3, 0)
+        assert last["messages_received"] == 3  # a ring of 2: one in-neighbour

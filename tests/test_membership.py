@@ -82,3 +82,14 @@ def test_isolated_only_after_losing_every_neighbour(members, clock):
     assert not members.isolated({1, 2})  # all finished: nobody to wait for
     members.heard(2, 3, current=True)
     assert not members.isolated({1, 2})
+
+
+def test_lost_means_heard_then_silent_or_departed(members, clock):
+    assert not members.lost(1)  # never heard: maybe still starting, keep sending
+    members.heard(1, 0, current=True)
+    assert not members.lost(1)
+    clock.now += 6.0
+    assert members.lost(1)
+    members.heard(1, 4, current=True)
+    members.left(1)
+    assert members.lost(1)

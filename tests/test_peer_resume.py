@@ -46,8 +46,9 @@ def crash_and_resume(tmp_path: Path, prefix: list[str]) -> None:
               "--checkpoint-every", "5", "--save-params", *SETTINGS]
     path = [out / f"peer-{i:04d}.jsonl" for i in range(N)]
     with contextlib.ExitStack() as stack:
-        procs = [stack.enter_context(started([*prefix, *gossip_cmd("peer", "--id", str(i), *common)],
-                                             tmp_path / f"{i}.log")) for i in range(N)]
+        procs = [stack.enter_context(started(
+            [*prefix, *gossip_cmd("peer", "--id", str(i), *common)], tmp_path / f"{i}.log"))
+            for i in range(N)]
         wait_for(lambda: len(records(path[VICTIM])) >= KILL_AT, 240, "round 10 of the victim")
         os.kill(procs[VICTIM].pid, signal.SIGKILL)
         procs[VICTIM].wait()

@@ -1,1 +1,1 @@
-"""Real peers: the round loop over ZeroMQ, the peer list, and the local launcher."""
+"""Real peers: the round loop over ZeroMQ, the peer list, and the launchers (local, ssh)."""

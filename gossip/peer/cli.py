@@ -1,15 +1,19 @@
-"""``gossip peer`` (one real peer process) and ``gossip launch`` (many, on this machine)."""
+"""``gossip peer`` (one real peer process) and ``gossip launch`` (many, here or over ssh)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from gossip.config import add_config_flags, config_from_args
+from gossip.peer import ssh_launch
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -18,19 +22,39 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     sys.exit(128 + signum)  # unwinds through the peer's ``finally``: sockets closed
 
 
+def _print_record(record: dict[str, Any]) -> None:
+    """``--stream-metrics``: one round's metrics record as one JSON line on stdout."""
+    print(json.dumps(record), flush=True)
+
+
+def _stop_at_stdin_eof() -> None:
+    """``--watch-stdin``: a daemon thread sends this process SIGTERM once stdin is closed."""
+
+    def watch() -> None:
+        try:
+            while os.read(0, 1 << 16):
+                pass
+        except OSError:
+            pass  # no usable stdin: same as closed
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="watch-stdin", daemon=True).start()
+
+
 def run_peer_command(args: argparse.Namespace) -> int:
     """``gossip peer``: builds this peer's task from the config and runs it."""
-    from gossip.peer.addresses import check_address, parse_peers
+    from gossip.peer.addresses import check_address
     from gossip.peer.checkpoint import CheckpointError
+    from gossip.peer.environment import peer_identity
     from gossip.peer.runtime import Peer, PeerOptions
     from gossip.peer.setup import build_peer_task, run_digest
 
-    addresses = parse_peers(args.peer_list)
+    peer_id, addresses = peer_identity(args.id, args.peer_list, args.port_base)
     bind = check_address(args.bind, "--bind") if args.bind else None
     config = config_from_args(args, fixed={"peers": len(addresses)})
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format=f"gossip peer {args.id}: %(levelname)s %(message)s")
-    task = build_peer_task(config, args.id)
+                        format=f"gossip peer {peer_id}: %(levelname)s %(message)s")
+    task = build_peer_task(config, peer_id)
     options = PeerOptions(addresses=addresses, out_dir=Path(config.out),
                           round_deadline=config.round_deadline,
                           startup_timeout=config.startup_timeout, max_ahead=config.max_ahead,
@@ -41,23 +65,28 @@ def run_peer_command(args: argparse.Namespace) -> int:
                           checkpoint_every=config.checkpoint_every, resume=args.resume,
                           run_digest=run_digest(config))
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if args.watch_stdin:
+        _stop_at_stdin_eof()
     try:
-        last = Peer(task, options).run()
+        last = Peer(task, options).run(on_round=_print_record if args.stream_metrics else None)
     except (OSError, CheckpointError) as e:
         logging.getLogger("gossip.peer").error("%s", e)
         return 1
     metric = next((f"{k} {v:.4f}, " for k, v in last.items() if k.startswith("local_")
                    and k != "local_loss"), "")
-    print(f"gossip peer {args.id}: {last['round']} rounds in {last['time']:.1f} s, {metric}"
+    print(f"gossip peer {peer_id}: {last['round']} rounds in {last['time']:.1f} s, {metric}"
           f"{last['messages_received']} messages received, {last['messages_missing']} missing, "
           f"{last['messages_rejected']} rejected")
     return 0
 
 
 def run_launch_command(args: argparse.Namespace) -> int:
-    """``gossip launch --local N``."""
+    """``gossip launch --local N`` or ``gossip launch --hostfile HOSTS``."""
     from gossip.peer.launch import launch_local
 
+    if args.hostfile:
+        return ssh_launch.run_hostfile_command(args)
+    ssh_launch.refuse_ssh_flags(args)
     config = config_from_args(args, fixed={"peers": args.local})
     return launch_local(config, progress=not args.no_progress, log_level=args.log_level)
 
@@ -69,10 +98,16 @@ def add_parsers(sub: Any) -> None:
         description="Run peer ID of a decentralized run: bind its address from the peer "
         "list, train on the shard the simulator would give it, exchange messages with its "
         "neighbours every round, write OUT/peer-XXXX.jsonl.")
-    peer.add_argument("--id", type=int, required=True, help="this peer's id (line of PEERS)")
-    peer.add_argument("--peers", dest="peer_list", required=True, metavar="PEERS",
+    peer.add_argument("--id", type=int,
+                      help="this peer's id (line of PEERS); default: the rank that srun, "
+                           "mpirun or torchrun gave this process")
+    peer.add_argument("--peers", dest="peer_list", metavar="PEERS",
                       help="file with one address per line, or a comma-separated list "
-                           "(tcp://HOST:PORT); line i is peer i")
+                           "(tcp://HOST:PORT); line i is peer i. Default under srun: "
+                           "tcp://NODE:PORT from the job's node list")
+    peer.add_argument("--port-base", type=int, default=29500, metavar="PORT",
+                      help="without --peers under srun: the k-th peer on a node listens on "
+                           "PORT+k (default 29500)")
     peer.add_argument("--bind", metavar="ADDR",
                       help="address to bind instead of this peer's entry in PEERS "
                            "(e.g. tcp://0.0.0.0:7100)")
@@ -81,16 +116,26 @@ def add_parsers(sub: Any) -> None:
                            "there is none), catching up with the neighbours")
     add_config_flags(peer, exclude=("peers",))
     peer.add_argument("--log-level", choices=LOG_LEVELS, default="warning")
+    peer.add_argument("--stream-metrics", action="store_true",
+                      help="also print each round's metrics record as a JSON line on stdout")
+    peer.add_argument("--watch-stdin", action="store_true",
+                      help="exit (as on SIGTERM) when stdin is closed, e.g. when the ssh "
+                           "that started this peer goes away")
     peer.set_defaults(func=run_peer_command)
 
     launch = sub.add_parser(
-        "launch", help="start N real peer processes on this machine",
-        description="Start N peers on free loopback ports, follow them with one progress "
-        "bar, and print the same summary as `gossip sim`.")
-    launch.add_argument("--local", type=int, required=True, metavar="N",
-                        help="number of peers to start on this machine")
+        "launch", help="start real peer processes, here or on other machines over ssh",
+        description="Start N peers on free loopback ports (--local N) or on the hosts of a "
+        "hostfile over ssh (--hostfile HOSTS), follow them with one progress bar, and print "
+        "the same summary as `gossip sim`.")
+    where = launch.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", type=int, metavar="N",
+                       help="number of peers to start on this machine")
+    where.add_argument("--hostfile", metavar="HOSTS",
+                       help="file of 'HOST slots=K' lines: start K peers on each HOST over ssh")
     add_config_flags(launch, exclude=("peers",))
     launch.add_argument("--log-level", choices=LOG_LEVELS, default="warning",
                         help="log level of the peers (their logs go to OUT/logs/)")
     launch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ssh_launch.add_flags(launch)
     launch.set_defaults(func=run_launch_command)

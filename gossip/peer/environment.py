@@ -289,3 +289,47 @@ def _expand_tasks_per_node(spec: str) -> list[int]:
             raise ValueError(f"more than {_MAX_NAMES} nodes")
         counts += [int(m.group(1))] * repeat
     return counts
+
+
+def peer_identity(peer_id: int | None, peers: str | None, port_base: int,
+                  environ: Mapping[str, str] | None = None) -> tuple[int, list[str]]:
+    """This peer's id and every peer's address, from the flags and then the launcher.
+
+    Explicit flags win. Without ``--id`` the id is the launcher's rank; without ``--peers``
+    the addresses come from Slurm's node list (``addresses_for_hosts(hosts, port_base)``),
+    the only launcher that tells every rank's host.
+
+    Args:
+        peer_id: ``--id``, or None.
+        peers: ``--peers`` (a file or a comma-separated list), or None.
+        port_base: the first port of each host, for addresses built from Slurm's hosts.
+        environ: the environment; ``os.environ`` when None.
+
+    Returns:
+        ``(peer_id, addresses)``.
+
+    Raises:
+        ConfigError: an id or peer list that is neither given nor known from the launcher,
+            or a peer list whose length differs from the launcher's number of peers.
+    """
+    from gossip.peer.addresses import parse_peers
+
+    launch = detect_launch_env(environ)
+    where = f" ({launch.source} says {launch.world_size} peers)" if launch else ""
+    if peers is not None:
+        addresses = parse_peers(peers)
+        if launch and peer_id is None and len(addresses) != launch.world_size:
+            raise ConfigError(f"--peers lists {len(addresses)} peers, but the launcher"
+                              f"{where} started a different number")
+    elif launch and launch.hosts:
+        addresses = addresses_for_hosts(launch.hosts, port_base)
+    else:
+        raise ConfigError("--peers is required" + (
+            f": {launch.source} does not tell every peer's host" if launch else
+            " (or start the peers with srun, which gives every peer's host)"))
+    if peer_id is None:
+        if launch is None:
+            raise ConfigError("--id is required when no launcher (srun, mpirun, torchrun) "
+                              "started this process")
+        peer_id = launch.rank
+    return check_int("peer id", peer_id, 0, len(addresses) - 1), addresses

@@ -240,6 +240,11 @@ class Inbox:
         with self._cond:
             return {j for j in peers if self.members.alive(j)}
 
+    def lost(self, peers: Iterable[int]) -> set[int]:
+        """The peers of ``peers`` that were heard and are now dead (see ``Membership.lost``)."""
+        with self._cond:
+            return {j for j in peers if self.members.lost(j)}
+
     def isolated(self, peers: Iterable[int]) -> bool:
         """See ``Membership.isolated``."""
         with self._cond:

@@ -7,6 +7,10 @@ metrics files for the progress bar. Ctrl-C, SIGTERM, or the launcher's own death
 peer (SIGTERM, then SIGKILL after a grace period). At the end it evaluates the peers' final
 parameters together (average model, consensus distance) and prints the same summary as
 ``gossip sim``; it exits 1 when any peer failed, naming it and quoting its last log line.
+
+Also the pieces every launcher shares (``gossip launch --hostfile`` in
+:mod:`gossip.peer.ssh_launch`): :class:`Child`, :func:`supervise` (start, follow, always
+stop), :func:`terminate` and :func:`report` (failure lines, summary).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,36 +52,38 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
+    """``preexec_fn``: the child gets SIGTERM when the launcher dies."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-class _Stop(Exception):
+class Stopped(Exception):
     """Raised by the launcher's SIGTERM handler."""
 
 
 @dataclasses.dataclass
-class _Child:
+class Child:
+    """One started process that runs a peer: the peer itself, or the ssh that runs it.
+
+    Attributes:
+        peer: the peer's id.
+        proc: the process.
+        log: the file its stderr (and other output) goes to.
+        host: where the peer runs, for messages; None for this machine.
+        rounds_done: the highest round the peer reported.
+    """
+
     peer: int
     proc: subprocess.Popen
     log: Path
-    metrics: Path
+    host: str | None = None
     rounds_done: int = 0
-    offset: int = 0
 
-    def follow(self) -> int:
-        """Reads new lines of the peer's metrics file; returns the newly completed rounds."""
-        try:
-            with self.metrics.open("rb") as f:
-                f.seek(self.offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return 0
-        complete = chunk[:chunk.rfind(b"\n") + 1]
-        self.offset += len(complete)
+    def count(self, records: Iterable[bytes | str]) -> int:
+        """Takes metrics records (JSON lines); returns the newly completed rounds."""
         before = self.rounds_done
-        for line in complete.splitlines():
+        for line in records:
             self.rounds_done = max(self.rounds_done, json.loads(line)["round"])
         return self.rounds_done - before
 
@@ -87,9 +94,24 @@ class _Child:
             return "(no log)"
         return lines[-1] if lines else "(empty log)"
 
+    def failure(self) -> str:
+        """The line that reports this peer's failure."""
+        where = f" on host {self.host}" if self.host else ""
+        return (f"gossip launch: peer {self.peer}{where} failed (exit code "
+                f"{self.proc.returncode}): {self.last_log_line()}  [log: {self.log}]")
 
-def _terminate(children: list[_Child]) -> None:
-    """SIGTERM to every live peer's process group, SIGKILL to what is left after a grace."""
+
+def terminate(children: list[Child], patience: float = 0.0) -> None:
+    """Stops every live child's process group: SIGTERM, then SIGKILL after a grace.
+
+    Args:
+        children: the started children.
+        patience: seconds to let them exit on their own first.
+    """
+    end = time.monotonic() + patience
+    for c in children:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            c.proc.wait(timeout=max(0.0, end - time.monotonic()))
     live = [c for c in children if c.proc.poll() is None]
     for c in live:
         with contextlib.suppress(ProcessLookupError):
@@ -102,6 +124,99 @@ def _terminate(children: list[_Child]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(c.proc.pid, signal.SIGKILL)
             c.proc.wait()
+
+
+def prepare_out(out: Path) -> None:
+    """Creates ``out/logs`` and removes the peer files of an earlier run in ``out``."""
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    for old in (*out.glob("peer-*.jsonl"), *out.glob("params/peer-*.npz")):
+        old.unlink()
+
+
+def supervise(n: int, rounds: int, progress: bool, start: Callable[[list[Child]], None],
+              follow: Callable[[list[Child]], int],
+              stop: Callable[[list[Child]], None] = terminate) -> tuple[int, list[Child]]:
+    """Starts the children, shows their progress until all have exited, always stops them.
+
+    Args:
+        n: number of peers.
+        rounds: rounds per peer.
+        progress: show the progress bar.
+        start: appends the started children to the list it is given.
+        follow: waits about ``POLL_S`` seconds for news; returns the rounds newly completed.
+        stop: stops whatever still runs (also after a normal end, when nothing does).
+
+    Returns:
+        ``(status, children)``: status 0, or 130/143 when stopped by SIGINT/SIGTERM.
+    """
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise Stopped
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    children: list[Child] = []
+    status = 0
+    bar = tqdm(total=n * rounds, desc=f"gossip launch ({n} peers)", unit="round",
+               disable=not progress)
+    try:
+        start(children)
+        running = True
+        while running:
+            running = any(c.proc.poll() is None for c in children)
+            done = follow(children)
+            if done:
+                bar.update(done)
+    except KeyboardInterrupt:
+        status = 130
+    except Stopped:
+        status = 143
+    finally:
+        stop(children)
+        bar.close()
+        signal.signal(signal.SIGTERM, previous)
+    return status, children
+
+
+def report(status: int, children: list[Child], exp: Any, out: Path, wall_time: float) -> int:
+    """Prints how the run ended and, unless it was stopped, the summary of its parameters.
+
+    Returns:
+        The launcher's exit status: ``status`` when stopped, else 1 when a peer failed, else 0.
+    """
+    if status:
+        print(f"gossip launch: stopped; all {len(children)} peers terminated", file=sys.stderr)
+        return status
+    failed = [c for c in children if c.proc.returncode != 0]
+    for c in failed:
+        print(c.failure(), file=sys.stderr)
+    from gossip.peer.summary import summarise_run
+
+    summarise_run(exp, out, wall_time)
+    return 1 if failed else 0
+
+
+class _MetricsFiles:
+    """``follow`` of local peers: reads the new complete lines of their metrics files."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.offsets: dict[int, int] = {}
+
+    def __call__(self, children: list[Child]) -> int:
+        time.sleep(POLL_S)
+        return sum(c.count(self._new_lines(c.peer)) for c in children)
+
+    def _new_lines(self, peer: int) -> list[bytes]:
+        offset = self.offsets.get(peer, 0)
+        try:
+            with (self.out / f"peer-{peer:04d}.jsonl").open("rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        complete = chunk[:chunk.rfind(b"\n") + 1]
+        self.offsets[peer] = offset + len(complete)
+        return complete.splitlines()
 
 
 def peer_command(peer: int, out: Path, log_level: str) -> list[str]:
@@ -122,53 +237,20 @@ def launch_local(config: Config, progress: bool = True, log_level: str = "warnin
 
     exp = build_experiment(config)
     n, out = config.peers, Path(config.out)
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    for old in (*out.glob("peer-*.jsonl"), *out.glob("params/peer-*.npz")):
-        old.unlink()
+    prepare_out(out)
     addresses = [f"tcp://127.0.0.1:{p}" for p in free_ports(n)]
     (out / "peers.txt").write_text("".join(a + "\n" for a in addresses))
     (out / "config.toml").write_text(dataclasses.replace(config, save_params=True).to_toml())
 
-    def on_sigterm(signum: int, frame: Any) -> None:
-        raise _Stop
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    children: list[_Child] = []
-    status = 0
-    bar = tqdm(total=n * config.rounds, desc=f"gossip launch ({n} peers)", unit="round",
-               disable=not progress)
-    start = time.perf_counter()
-    try:
+    def start(children: list[Child]) -> None:
         for i in range(n):
             log = out / "logs" / f"peer-{i:04d}.log"
             with log.open("w") as sink:
                 proc = subprocess.Popen(peer_command(i, out, log_level), stdout=sink,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True, preexec_fn=_die_with_parent)
-            children.append(_Child(i, proc, log, out / f"peer-{i:04d}.jsonl"))
-        running = True
-        while running:
-            time.sleep(POLL_S)
-            running = any(c.proc.poll() is None for c in children)
-            done = sum(c.follow() for c in children)
-            if done:
-                bar.update(done)
-    except KeyboardInterrupt:
-        status = 130
-    except _Stop:
-        status = 143
-    finally:
-        _terminate(children)
-        bar.close()
-        signal.signal(signal.SIGTERM, previous)
-    if status:
-        print(f"gossip launch: stopped; all {n} peers terminated", file=sys.stderr)
-        return status
-    failed = [c for c in children if c.proc.returncode != 0]
-    for c in failed:
-        print(f"gossip launch: peer {c.peer} failed (exit code {c.proc.returncode}): "
-              f"{c.last_log_line()}  [log: {c.log}]", file=sys.stderr)
-    from gossip.peer.summary import summarise_run
+                                        start_new_session=True, preexec_fn=die_with_parent)
+            children.append(Child(i, proc, log))
 
-    summarise_run(exp, out, time.perf_counter() - start)
-    return 1 if failed else 0
+    begin = time.perf_counter()
+    status, children = supervise(n, config.rounds, progress, start, _MetricsFiles(out))
+    return report(status, children, exp, out, time.perf_counter() - begin)

@@ -64,6 +64,10 @@ class Membership:
         return (seen is not None and peer not in self.gone
                 and self.clock() - seen <= self.timeout)
 
+    def lost(self, peer: int) -> bool:
+        """``peer`` was heard, then went silent or said bye: messages to it are wasted."""
+        return peer in self.last_seen and not self.alive(peer)
+
     def lagging(self, peer: int, round_: int) -> bool:
         """``peer`` is ``catchup_after`` rounds or more behind ``round_``."""
         known = self.rounds.get(peer)

@@ -434,6 +434,9 @@ class Peer:
         return loss, wait
 
     def _send_message(self, t: int, msg: Any, receivers: set[int]) -> None:
+        # Not to peers presumed dead: their queues would fill with messages they never use
+        # and delay what they need when they come back (a state answer).
+        receivers = receivers - self.inbox.lost(receivers)
         if not receivers:
             return
         frames = encode("gossip", self.i, t, self.template, jax.device_get(msg))

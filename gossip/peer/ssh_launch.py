@@ -1,0 +1,415 @@
+"""``gossip launch --hostfile HOSTS``: the peers of one run on several machines, over ssh.
+
+The launcher validates the config (nothing starts on a bad one), gives the peers ids and
+ports from the hostfile (:mod:`gossip.peer.hostfile`), writes ``config.toml`` and
+``peers.txt`` into a run directory on every host (``ssh HOST 'mkdir -p DIR && cat >
+DIR/FILE'``), and starts each peer with one ssh::
+
+    ssh -o BatchMode=yes HOST 'cd DIR && exec env NAME=VALUE ... gossip peer --id I
+        --peers DIR/peers.txt --config DIR/config.toml --log-level L --stream-metrics
+        --watch-stdin'
+
+The peer prints each round's metrics record on stdout (``--stream-metrics``); those drive
+the progress bar and are kept in ``OUT/peer-XXXX.jsonl``; its other output and ssh's own
+go to ``OUT/logs/peer-XXXX.log``. When every ssh has exited, one ssh per host streams the
+peers' metrics and final parameters back as a tar archive, and the run is summarised as
+``gossip launch --local`` does (:func:`gossip.peer.launch.report`).
+
+Stopping: the launcher closes every ssh's stdin, so each remote peer sees EOF on its stdin
+and exits (``--watch-stdin``), then terminates the ssh processes (SIGTERM, SIGKILL after a
+grace). The launcher's own death closes those pipes too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import secrets
+import selectors
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from gossip.config import Config, config_from_args
+from gossip.errors import ConfigError
+from gossip.peer.hostfile import Host, Slot, assign, read_hostfile
+from gossip.peer.launch import (
+    POLL_S,
+    Child,
+    die_with_parent,
+    prepare_out,
+    report,
+    supervise,
+    terminate,
+)
+
+FORWARDED_ENV = ("JAX_PLATFORMS", "JAX_ENABLE_X64", "XLA_FLAGS", "OMP_NUM_THREADS",
+                 "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+"""Variables passed on to the remote peers when set here (and every ``GOSSIP_*`` one)."""
+
+PATIENCE_S = 2.0  # after closing the ssh's stdin, time the remote peers get to exit
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SSH_FLAGS = {"port_base": "--port-base", "remote_dir": "--remote-dir", "ssh": "--ssh",
+              "ssh_option": "--ssh-option", "remote_gossip": "--remote-gossip", "env": "--env"}
+
+
+@dataclasses.dataclass(frozen=True)
+class SshOptions:
+    """How to reach the hosts and start gossip there (the ``--hostfile`` flags)."""
+
+    ssh: str = "ssh"
+    ssh_options: tuple[str, ...] = ()
+    remote_gossip: str = "gossip"
+    remote_dir: str | None = None
+    port_base: int = 29500
+    env: tuple[str, ...] = ()
+
+
+# -- the commands (pure) ---------------------------------------------------------------------
+
+
+def forwarded_env(environ: Mapping[str, str], extra: Sequence[str] = ()) -> dict[str, str]:
+    """The variables the remote peers get: ``GOSSIP_*`` and :data:`FORWARDED_ENV` when set,
+    plus ``extra`` (``NAME``, taken from ``environ``, or ``NAME=VALUE``); sorted by name.
+
+    Raises:
+        ConfigError: a bad name, or ``NAME`` not set in ``environ``.
+    """
+    env = {k: v for k, v in environ.items() if k.startswith("GOSSIP_") or k in FORWARDED_ENV}
+    for spec in extra:
+        name, given, value = spec.partition("=")
+        if not _ENV_NAME.match(name):
+            raise ConfigError(f"--env {spec}: {name!r} is not a variable name")
+        if not given:
+            if name not in environ:
+                raise ConfigError(f"--env {name}: {name} is not set in this environment")
+            value = environ[name]
+        env[name] = value
+    return dict(sorted(env.items()))
+
+
+def ssh_command(opts: SshOptions, host: str, remote: str) -> list[str]:
+    """``ssh -o BatchMode=yes [-o OPT ...] HOST REMOTE`` (``--ssh`` is split like a shell)."""
+    extra = [arg for opt in opts.ssh_options for arg in ("-o", opt)]
+    return [*shlex.split(opts.ssh), "-o", "BatchMode=yes", *extra, host, remote]
+
+
+def _word(word: str) -> str:
+    """Quotes one word for the remote shell, leaving a leading ``~/`` to be expanded."""
+    if word.startswith("~/"):
+        return "~/" + shlex.quote(word[2:])
+    return shlex.quote(word)
+
+
+def peer_remote_command(slot: Slot, remote_dir: str, env: Mapping[str, str],
+                        remote_gossip: str, log_level: str) -> str:
+    """The remote shell command that runs one peer (every value quoted)."""
+    args = ["peer", "--id", str(slot.peer), "--peers", f"{remote_dir}/peers.txt",
+            "--config", f"{remote_dir}/config.toml", "--log-level", log_level,
+            "--stream-metrics", "--watch-stdin"]
+    words = ["exec", "env", *(shlex.quote(f"{k}={v}") for k, v in env.items()),
+             *(_word(w) for w in shlex.split(remote_gossip)), *map(shlex.quote, args)]
+    return f"cd {shlex.quote(remote_dir)} && {' '.join(words)}"
+
+
+def write_file_command(remote_dir: str, name: str) -> str:
+    """The remote command that stores its stdin as ``remote_dir/name``."""
+    return f"mkdir -p {shlex.quote(remote_dir)} && cat > {shlex.quote(f'{remote_dir}/{name}')}"
+
+
+def gather_command(remote_dir: str, names: Sequence[str]) -> str:
+    """The remote command that writes a tar archive of ``names`` (in ``remote_dir``)."""
+    return f"cd {shlex.quote(remote_dir)} && tar -cf - {' '.join(map(shlex.quote, names))}"
+
+
+# -- following the peers' stdout -------------------------------------------------------------
+
+
+def _record(line: bytes) -> bool:
+    """True when ``line`` is a metrics record (a JSON object with a round)."""
+    if not line.startswith(b"{"):
+        return False
+    try:
+        return isinstance(json.loads(line).get("round"), int)
+    except (ValueError, AttributeError):
+        return False
+
+
+@dataclasses.dataclass
+class _Stream:
+    child: Child
+    metrics: IO[bytes]
+    log: IO[bytes]
+    partial: bytes = b""
+
+    def take(self, data: bytes) -> int:
+        """Splits new stdout bytes (``b""``: EOF); returns the rounds newly completed."""
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop() if data else b""
+        records, others = [], []
+        for line in lines:
+            (records if _record(line) else others).append(line + b"\n")
+        self.metrics.writelines(records)
+        self.log.writelines(ln for ln in others if ln.strip())
+        self.metrics.flush()
+        self.log.flush()
+        return self.child.count(records)
+
+
+class _Streams:
+    """``follow`` of ssh peers: reads their stdout as it comes (records, other lines)."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.selector = selectors.DefaultSelector()
+        self.streams: list[_Stream] = []
+
+    def add(self, child: Child) -> None:
+        stream = _Stream(child, (self.out / f"peer-{child.peer:04d}.jsonl").open("ab"),
+                         child.log.open("ab"))
+        os.set_blocking(child.proc.stdout.fileno(), False)
+        self.selector.register(child.proc.stdout, selectors.EVENT_READ, stream)
+        self.streams.append(stream)
+
+    def __call__(self, children: list[Child]) -> int:
+        if self.selector.get_map():
+            self.selector.select(POLL_S)  # waits for news
+        else:  # every stdout at EOF
+            time.sleep(POLL_S)
+        return self.poll_once()
+
+    def poll_once(self) -> int:
+        """Reads what is ready now, without waiting."""
+        ready = self.selector.select(0) if self.selector.get_map() else []
+        return sum(self._read(key) for key, _ in ready)
+
+    def _read(self, key: selectors.SelectorKey) -> int:
+        try:
+            data = os.read(key.fd, 1 << 16)
+        except BlockingIOError:
+            return 0
+        if not data:
+            self.selector.unregister(key.fileobj)
+        return key.data.take(data)
+
+    def close(self) -> None:
+        """Takes what is left in the pipes, then closes the files."""
+        with contextlib.suppress(OSError):
+            self.poll_once()
+        for stream in self.streams:
+            stream.metrics.close()
+            stream.log.close()
+        self.selector.close()
+
+
+# -- the launcher ----------------------------------------------------------------------------
+
+
+class _SetupError(Exception):
+    """A host could not be prepared."""
+
+
+def _write_remote(opts: SshOptions, host: str, remote_dir: str, name: str, text: str) -> None:
+    run = subprocess.run(ssh_command(opts, host, write_file_command(remote_dir, name)),
+                         input=text.encode(), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, check=False)
+    if run.returncode != 0:
+        why = (run.stderr.decode(errors="replace").strip().splitlines() or ["(no message)"])[-1]
+        raise _SetupError(f"cannot write {remote_dir}/{name} on host {host} "
+                          f"(exit code {run.returncode}): {why}")
+
+
+def _gather_host(opts: SshOptions, host: str, remote_dir: str, names: list[str],
+                 out: Path) -> set[str]:
+    """Extracts ``names`` from the host's run directory into ``out``; returns those it got."""
+    wanted, got = set(names), set()
+    with tempfile.TemporaryFile() as err, subprocess.Popen(
+            ssh_command(opts, host, gather_command(remote_dir, names)),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err) as proc:
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                for member in tar:
+                    if member.name in wanted and member.isfile():
+                        tar.extract(member, out, filter="data")
+                        got.add(member.name)
+        except tarfile.TarError:
+            pass  # nothing usable came (the host is gone); said below
+        finally:
+            proc.stdout.close()
+            proc.wait()
+        if got != wanted:
+            err.seek(0)
+            why = err.read().decode(errors="replace").strip().splitlines()
+            print(f"gossip launch: host {host} did not send {' '.join(sorted(wanted - got))} "
+                  f"(exit code {proc.returncode}{': ' + why[0] if why else ''})",
+                  file=sys.stderr)
+    return got
+
+
+def gather(opts: SshOptions, slots: list[Slot], children: list[Child], remote_dir: str,
+           out: Path) -> None:
+    """Fetches the hosts' metrics files, and the parameters of the peers that finished, into
+    ``out``. Never raises for a host that is gone; a host whose every ssh failed to connect
+    (exit 255) is skipped."""
+    status = {c.peer: c.proc.returncode for c in children}
+    by_host: dict[str, list[int]] = {}
+    for s in slots:
+        if s.peer in status:
+            by_host.setdefault(s.host, []).append(s.peer)
+    for host, peers in by_host.items():
+        if all(status[i] == 255 for i in peers):
+            print(f"gossip launch: host {host} unreachable; nothing gathered from it",
+                  file=sys.stderr)
+            continue
+        names = [f"peer-{i:04d}.jsonl" for i in peers]
+        names += [f"params/peer-{i:04d}.npz" for i in peers if status[i] == 0]
+        try:
+            _gather_host(opts, host, remote_dir, names, out)
+        except OSError as e:
+            print(f"gossip launch: could not gather from host {host}: {e}", file=sys.stderr)
+
+
+def check_options(opts: SshOptions) -> str:
+    """Checks ``--ssh``, ``--remote-gossip`` and ``--remote-dir``; returns the remote run
+    directory (``--remote-dir``, or a new ``/tmp/gossip-<8 hex digits>``).
+
+    Raises:
+        ConfigError: naming the flag.
+    """
+    try:
+        program = shlex.split(opts.ssh)[:1]
+    except ValueError as e:
+        raise ConfigError(f"--ssh {opts.ssh!r}: {e}") from None
+    if not program or not shutil.which(program[0]):
+        raise ConfigError(f"--ssh {opts.ssh!r}: no such program")
+    try:
+        if not shlex.split(opts.remote_gossip):
+            raise ValueError("empty command")
+    except ValueError as e:
+        raise ConfigError(f"--remote-gossip {opts.remote_gossip!r}: {e}") from None
+    remote_dir = opts.remote_dir or f"/tmp/gossip-{secrets.token_hex(4)}"
+    if not remote_dir.startswith("/"):
+        raise ConfigError(f"--remote-dir {remote_dir}: must be an absolute path")
+    return remote_dir
+
+
+def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bool = True,
+               log_level: str = "warning") -> int:
+    """Runs ``config.peers`` peers on ``hosts``; see the module docstring.
+
+    Returns:
+        The exit status: 0 when every peer finished, 1 when one failed or a host could not
+        be prepared, 130/143 when stopped by SIGINT/SIGTERM.
+    """
+    from sims.experiment import build_experiment  # validates everything before any start
+
+    exp = build_experiment(config)
+    env = forwarded_env(os.environ, opts.env)
+    remote_dir = check_options(opts)
+    slots = assign(hosts, opts.port_base)
+    out = Path(config.out)
+    prepare_out(out)
+    files = {"peers.txt": "".join(s.address + "\n" for s in slots),
+             "config.toml": dataclasses.replace(config, out=remote_dir,
+                                                save_params=True).to_toml()}
+    for name, text in files.items():
+        (out / name).write_text(text)
+    print(f"gossip launch: run directory on the hosts: {remote_dir}", file=sys.stderr)
+    try:
+        for host in hosts:
+            for name, text in files.items():
+                _write_remote(opts, host.name, remote_dir, name, text)
+    except _SetupError as e:
+        print(f"gossip launch: {e}", file=sys.stderr)
+        return 1
+
+    streams = _Streams(out)
+
+    def start(children: list[Child]) -> None:
+        for slot in slots:
+            log = out / "logs" / f"peer-{slot.peer:04d}.log"
+            log.write_bytes(b"")
+            remote = peer_remote_command(slot, remote_dir, env, opts.remote_gossip, log_level)
+            with log.open("ab") as sink:
+                proc = subprocess.Popen(ssh_command(opts, slot.host, remote),
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=sink, start_new_session=True,
+                                        preexec_fn=die_with_parent)
+            children.append(Child(slot.peer, proc, log, host=slot.host))
+            streams.add(children[-1])
+
+    def stop(children: list[Child]) -> None:
+        for c in children:
+            with contextlib.suppress(OSError):
+                c.proc.stdin.close()  # EOF on the remote peer's stdin: it exits
+        terminate(children, patience=PATIENCE_S)
+
+    begin = time.perf_counter()
+    try:
+        status, children = supervise(config.peers, config.rounds, progress, start, streams,
+                                     stop)
+    finally:
+        streams.close()
+    wall_time = time.perf_counter() - begin
+    gather(opts, slots, children, remote_dir, out)
+    return report(status, children, exp, out, wall_time)
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """Adds the flags of ``gossip launch --hostfile`` (all default to None: unset)."""
+    group = parser.add_argument_group("with --hostfile (peers on other machines, over ssh)")
+    group.add_argument("--port-base", type=int, metavar="PORT",
+                       help="port of the first peer on each host; the j-th uses PORT+j "
+                            "(default 29500)")
+    group.add_argument("--remote-dir", metavar="DIR",
+                       help="absolute run directory on every host "
+                            "(default /tmp/gossip-<8 random hex digits>)")
+    group.add_argument("--ssh", metavar="CMD", help="the ssh program (default ssh)")
+    group.add_argument("--ssh-option", action="append", metavar="OPT",
+                       help="passed to ssh as -o OPT (repeatable)")
+    group.add_argument("--remote-gossip", metavar="CMD",
+                       help="how gossip is started on the hosts (default gossip), e.g. "
+                            "'/opt/venv/bin/python -m gossip'")
+    group.add_argument("--env", action="append", metavar="NAME[=VALUE]",
+                       help="also pass this variable to the peers (repeatable)")
+
+
+def options_from_args(args: argparse.Namespace) -> SshOptions:
+    """The :class:`SshOptions` of the parsed flags (defaults for those not given)."""
+    given = {k: getattr(args, k) for k in _SSH_FLAGS if getattr(args, k) is not None}
+    renamed = {"ssh_option": "ssh_options"}
+    values: dict[str, Any] = {renamed.get(k, k): v for k, v in given.items()}
+    for key in ("ssh_options", "env"):
+        if key in values:
+            values[key] = tuple(values[key])
+    return SshOptions(**values)
+
+
+def refuse_ssh_flags(args: argparse.Namespace) -> None:
+    """Raises ConfigError when a ``--hostfile`` flag was given without ``--hostfile``."""
+    given = [flag for key, flag in _SSH_FLAGS.items() if getattr(args, key) is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} "
+                          "with --hostfile")
+
+
+def run_hostfile_command(args: argparse.Namespace) -> int:
+    """``gossip launch --hostfile HOSTS``."""
+    hosts = read_hostfile(args.hostfile)
+    config = config_from_args(args, fixed={"peers": sum(h.slots for h in hosts)})
+    return launch_ssh(config, hosts, options_from_args(args), progress=not args.no_progress,
+                      log_level=args.log_level)
