@@ -25,45 +25,54 @@ def members(clock):
 
 def test_a_peer_is_alive_until_silent_for_the_timeout(members, clock):
     assert not members.alive(1)  # never heard
-    members.heard(1, 0, current=True)
+    members.heard(1, 0, current=True, at=0)
     clock.now += 5.0
     assert members.alive(1)
     clock.now += 0.1
     assert not members.alive(1)
-    members.heard(1, 2, current=True)  # back
+    members.heard(1, 2, current=True, at=0)  # back
     assert members.alive(1)
 
 
 def test_bye_ends_liveness_until_heard_again(members):
-    members.heard(1, 0, current=True)
+    members.heard(1, 0, current=True, at=0)
     members.left(1)
     assert not members.alive(1) and not members.waitable(1, 0)
-    members.heard(1, 0, current=True)  # restarted
+    members.heard(1, 0, current=True, at=0)  # restarted
     assert members.alive(1)
 
 
 def test_rounds_follow_heartbeats_down_and_gossip_only_up(members):
-    members.heard(1, 7, current=True)
-    members.heard(1, 5, current=False)  # an older gossip message: round stays 7
+    members.heard(1, 7, current=True, at=7)
+    members.heard(1, 5, current=False, at=7)  # an older gossip message: round stays 7
     assert members.rounds[1] == 7
-    members.heard(1, 2, current=True)  # restarted from a checkpoint at round 2
+    members.heard(1, 2, current=True, at=7)  # restarted from a checkpoint at round 2
     assert members.rounds[1] == 2
 
 
 @pytest.mark.parametrize("known, waited", [(7, False), (8, True), (10, True), (11, True),
                                            (12, False)])
 def test_round_10_waits_only_for_neighbours_near_it(members, known, waited):
-    members.heard(1, known, current=True)
+    members.heard(1, known, current=True, at=10)
     assert members.waitable(1, 10) is waited
 
 
+def test_lagging_is_judged_when_the_round_is_said_not_later(members):
+    members.heard(1, 0, current=True, at=0)  # said hello in round 0, quiet since
+    assert members.waitable(1, 6)  # its round is old news, not a sign that it lags
+    members.heard(2, 10, current=True, at=25)  # restarted at round 10 while we are at 25
+    assert members.lagging(2) and not members.waitable(2, 25)
+    members.heard(2, 26, current=False, at=26)  # caught up
+    assert not members.lagging(2) and members.waitable(2, 26)
+
+
 def test_leader_is_the_freshest_peer_far_enough_ahead(members, clock):
-    members.heard(1, 12, current=True)
-    members.heard(2, 14, current=True)
-    members.heard(3, 20, current=True)
+    members.heard(1, 12, current=True, at=0)
+    members.heard(2, 14, current=True, at=0)
+    members.heard(3, 20, current=True, at=0)
     clock.now += 4.0
-    members.heard(1, 12, current=True)
-    members.heard(2, 14, current=True)
+    members.heard(1, 12, current=True, at=0)
+    members.heard(2, 14, current=True, at=0)
     clock.now += 2.0  # 3 is now silent: not a leader
     assert members.leader({1, 2, 3}, 10) == 2
     assert members.leader({1, 2, 3}, 12) is None  # 14 is only 2 rounds ahead of 12
@@ -72,24 +81,24 @@ def test_leader_is_the_freshest_peer_far_enough_ahead(members, clock):
 
 def test_isolated_only_after_losing_every_neighbour(members, clock):
     assert not members.isolated({1, 2})  # never heard anyone: start-up, not isolation
-    members.heard(1, 0, current=True)
-    members.heard(2, 0, current=True)
+    members.heard(1, 0, current=True, at=0)
+    members.heard(2, 0, current=True, at=0)
     clock.now += 6.0
     assert members.isolated({1, 2})
     members.left(1)
     assert members.isolated({1, 2})  # 2 went silent without a bye
     members.left(2)
     assert not members.isolated({1, 2})  # all finished: nobody to wait for
-    members.heard(2, 3, current=True)
+    members.heard(2, 3, current=True, at=0)
     assert not members.isolated({1, 2})
 
 
 def test_lost_means_heard_then_silent_or_departed(members, clock):
     assert not members.lost(1)  # never heard: maybe still starting, keep sending
-    members.heard(1, 0, current=True)
+    members.heard(1, 0, current=True, at=0)
     assert not members.lost(1)
     clock.now += 6.0
     assert members.lost(1)
-    members.heard(1, 4, current=True)
+    members.heard(1, 4, current=True, at=0)
     members.left(1)
     assert members.lost(1)

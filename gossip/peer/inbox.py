@@ -141,7 +141,8 @@ class Inbox:
                 self.members.left(msg.sender)
             else:
                 self.members.heard(msg.sender, msg.round,
-                                   current=msg.kind in ("hello", "heartbeat", "state_request"))
+                                   current=msg.kind in ("hello", "heartbeat", "state_request"),
+                                   at=self.current)
             if msg.kind == "gossip":
                 self._file(msg)
             elif msg.kind == "state_request":

@@ -5,12 +5,15 @@ not heard from for ``timeout`` seconds is presumed dead until it is heard again.
 heartbeat messages carry the sender's current round, gossip messages the round they belong
 to, so a peer knows roughly where each neighbour is. From that:
 
-- a round waits only for neighbours that are alive, have not said bye, are not lagging
-  (``catchup_after`` rounds or more behind) and have not moved on (two or more rounds ahead:
-  they finished the round after this one without us, so this round's message was sent long
-  ago): a dead, lagging or departed neighbour never stalls a round;
-- a peer whose freshest neighbour is ``catchup_after`` rounds or more ahead is lagging
-  itself, and catches up by taking that neighbour's parameters and round.
+- a round waits only for neighbours that are alive, have not said bye, are not lagging and
+  have not moved on: a dead, lagging or departed neighbour never stalls a round. A peer is
+  *lagging* when, as it last told us its round, it was ``catchup_after`` rounds or more
+  behind the round we were in then (what we know of a peer's round is a lower bound that
+  ages between heartbeats, so "behind" is judged when it is said, not later); it has *moved
+  on* when its known round is two or more past ours (it finished the round after this one
+  without us, so this round's message was sent long ago);
+- a peer whose freshest neighbour is known to be ``catchup_after`` rounds or more ahead is
+  lagging itself, and catches up by taking that neighbour's parameters and round.
 
 Pure bookkeeping with an injectable clock; the inbox calls it under its lock.
 """
@@ -37,22 +40,25 @@ class Membership:
         self.clock = clock
         self.last_seen: dict[int, float] = {}
         self.rounds: dict[int, int] = {}
+        self.behind: dict[int, int] = {}  # our round minus theirs when they last told us
         self.gone: set[int] = set()
 
-    def heard(self, peer: int, round_: int, current: bool) -> None:
+    def heard(self, peer: int, round_: int, current: bool, at: int) -> None:
         """Records a valid message from ``peer``.
 
         Args:
             peer: the sender.
             round_: the round the message carries.
-            current: the round is the sender's current one (hello, heartbeat), which may be
-                lower than before (a peer restarted from a checkpoint); otherwise (gossip,
-                state) it only moves the known round forward.
+            current: the round is the sender's current one (hello, heartbeat, state
+                request), which may be lower than before (a peer restarted from a
+                checkpoint); otherwise (gossip, state) it only moves the known round forward.
+            at: the round this peer is in now.
         """
         self.last_seen[peer] = self.clock()
         self.gone.discard(peer)
         known = self.rounds.get(peer)
         self.rounds[peer] = round_ if current or known is None else max(known, round_)
+        self.behind[peer] = at - self.rounds[peer]
 
     def left(self, peer: int) -> None:
         """Records a bye: ``peer`` finished its run."""
@@ -68,16 +74,14 @@ class Membership:
         """``peer`` was heard, then went silent or said bye: messages to it are wasted."""
         return peer in self.last_seen and not self.alive(peer)
 
-    def lagging(self, peer: int, round_: int) -> bool:
-        """``peer`` is ``catchup_after`` rounds or more behind ``round_``."""
-        known = self.rounds.get(peer)
-        return known is not None and known + self.catchup_after <= round_
+    def lagging(self, peer: int) -> bool:
+        """``peer`` was ``catchup_after`` rounds or more behind us when it last told us."""
+        return self.behind.get(peer, 0) >= self.catchup_after
 
     def waitable(self, peer: int, round_: int) -> bool:
         """Whether round ``round_`` should wait for ``peer``'s message."""
-        known = self.rounds.get(peer)
-        return (self.alive(peer) and known is not None
-                and round_ - self.catchup_after < known < round_ + 2)
+        return (self.alive(peer) and not self.lagging(peer)
+                and self.rounds.get(peer, round_) < round_ + 2)
 
     def leader(self, peers: Iterable[int], round_: int) -> int | None:
         """The live peer of ``peers`` furthest ahead, if it is far enough ahead of ``round_``

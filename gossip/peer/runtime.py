@@ -265,9 +265,10 @@ class Peer:
                 log.info("send to peer %d failed: its queue is full (unreachable?)", j)
 
     def _hello(self, t: int) -> None:
+        # Everyone of the first max_ahead rounds: a peer not heard from is not waited for.
         hello = encode("hello", self.i, t, self.template)
-        self._send_all(hello, self.senders(t) | self.receivers(t))
-        missing = self.inbox.wait_hello(self.senders(t), self.options.startup_timeout)
+        self._send_all(hello, self.near(t))
+        missing = self.inbox.wait_hello(self.near(t), self.options.startup_timeout)
         if missing:
             log.warning("starting without hello from peer(s) %s after %.1f s",
                         sorted(missing), self.options.startup_timeout)
