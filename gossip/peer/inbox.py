@@ -117,8 +117,10 @@ class Inbox:
 
     def _beat(self) -> None:
         frames = encode("heartbeat", self.transport.peer_id, self.current, self.template)
-        for j in sorted(self.beat_targets):
-            self.transport.send(j, frames, beat=True)  # a full queue: that peer is away
+        sent = sum(self.transport.send(j, frames, beat=True)  # False: queue full, peer away
+                   for j in sorted(self.beat_targets))
+        with self._cond:
+            self.counters.header_bytes_sent += sent * len(frames[0])
 
     def _reject(self, reason: str) -> None:
         self.counters.messages_rejected += 1

@@ -25,13 +25,11 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from gossip.peer.checkpoint import (
     CheckpointError,
@@ -41,92 +39,14 @@ from gossip.peer.checkpoint import (
 )
 from gossip.peer.inbox import Counters, Inbox
 from gossip.peer.membership import Membership
+from gossip.peer.task import PeerOptions, PeerTask
 from gossip.pytree import save_npz
-from gossip.rules import GossipRule, add_local_update
+from gossip.rules import add_local_update
 from gossip.summary import METRIC_SHORT
-from gossip.topology import Topology
-from gossip.training import LossFn, make_local_round, make_local_step, round_key
+from gossip.training import make_local_round, make_local_step, round_key
 from gossip.wire import Template, Transport, encode, make_template
 
 log = logging.getLogger("gossip.peer")
-Params = Any
-
-
-@dataclasses.dataclass(frozen=True)
-class PeerTask:
-    """What one peer trains: built from a run config by ``gossip.peer.setup``.
-
-    Attributes:
-        peer_id: this peer's id in [0, n).
-        topology: the run's topology (every peer computes its own neighbours from it).
-        rule: the gossip rule.
-        optimizer: the optax optimizer.
-        loss_fn: ``loss(params, x, y) -> ()``.
-        metric_fn: ``metric(params, x, y) -> ()`` on the test set.
-        metric_name: ``"accuracy"`` or ``"rmse"``.
-        params: initial parameters (a pytree).
-        x: (M, *X) this peer's training shard; y: (M, *Y) its targets.
-        x_test: (T, *X) held-out inputs; y_test: (T, *Y) their targets.
-        train_key: the run's training key (``gossip.training.run_keys``).
-        batch_size: batch size per local step.
-        rounds: rounds to run.
-        eval_every: evaluate the local model every this many rounds (and after the last).
-    """
-
-    peer_id: int
-    topology: Topology
-    rule: GossipRule
-    optimizer: optax.GradientTransformation
-    loss_fn: LossFn
-    metric_fn: LossFn
-    metric_name: str
-    params: Params
-    x: np.ndarray
-    y: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    train_key: jax.Array
-    batch_size: int
-    rounds: int
-    eval_every: int
-
-
-@dataclasses.dataclass(frozen=True)
-class PeerOptions:
-    """How a peer talks to the others.
-
-    Attributes:
-        addresses: every peer's ZeroMQ address; entry i is peer i.
-        out_dir: where ``peer-XXXX.jsonl`` (and ``params/peer-XXXX.npz``) go.
-        round_deadline: seconds a round waits for missing messages after its computation.
-        startup_timeout: seconds to wait for the first in-neighbours' hello, and for any
-            neighbour to return after all went silent.
-        max_ahead: rounds ahead of the current one a message may be and still be queued.
-        save_params: write the final parameters.
-        bind: the address to bind; default ``addresses[peer_id]``.
-        heartbeat_interval: seconds between heartbeats.
-        heartbeat_timeout: seconds of silence after which a neighbour is presumed dead.
-        catchup_after: rounds behind its freshest neighbour at which a peer catches up.
-        checkpoint_every: write ``OUT/checkpoints/peer-XXXX.npz`` every this many rounds
-            and after the last (0: never).
-        resume: start from this peer's checkpoint (from round 0 if there is none).
-        run_digest: identifies the run's training configuration; a checkpoint of another
-            run is refused.
-    """
-
-    addresses: list[str]
-    out_dir: Path
-    round_deadline: float = 30.0
-    startup_timeout: float = 60.0
-    max_ahead: int = 8
-    save_params: bool = False
-    bind: str | None = None
-    heartbeat_interval: float = 1.0
-    heartbeat_timeout: float = 5.0
-    catchup_after: int = 3
-    checkpoint_every: int = 0
-    resume: bool = False
-    run_digest: str = ""
 
 
 class _Compiled:

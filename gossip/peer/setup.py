@@ -8,7 +8,7 @@ import hashlib
 
 from gossip.config import Config
 from gossip.errors import check_int
-from gossip.peer.runtime import PeerTask
+from gossip.peer.task import PeerTask
 from gossip.training import run_keys
 
 # Keys that change how a run is carried out, not what it trains: a checkpoint written under
