@@ -1,6 +1,6 @@
-"""Crash and resume: kill -9 one of 8 peers mid-run; it restarts from its checkpoint.
+"""Churn: a peer killed mid-run resumes from its checkpoint; a late peer joins the run.
 
-The 8 peers run on one "host": a network namespace whose loopback is limited to 2 Mbit/s,
+The peers run on one "host": a network namespace whose loopback is limited to a few Mbit/s,
 so rounds are paced by the network (~0.5 s) rather than by a CPU the restart competes for.
 """
 
@@ -79,3 +79,34 @@ def crash_and_resume(tmp_path: Path, prefix: list[str]) -> None:
     summary = summarise_run(build_experiment(config), out, 0.0)
     assert summary["peers_finished"] == N
     assert abs(summary["avg_model_acc"] - reference_accuracy(tmp_path)) <= 0.02
+
+
+@pytest.mark.skipif(not netns_available(), reason="needs root and `ip netns`")
+def test_a_late_peer_joins_the_round_in_progress(tmp_path):
+    rounds, late = 45, 3
+    peers = ",".join(f"tcp://127.0.0.1:{7300 + i}" for i in range(4))
+    common = ["--peers", peers, "--out", str(tmp_path), "--rounds", str(rounds),
+              "--startup-timeout", "3", "--heartbeat-timeout", "2",
+              "--set", "heartbeat_interval=0.25", "--checkpoint-every", "0",
+              "--eval-every", "100", "--set", "model_options={hidden=[32]}"]
+    path = [tmp_path / f"peer-{i:04d}.jsonl" for i in range(4)]
+    with bridged_namespaces(1, "late") as net, contextlib.ExitStack() as stack:
+        net.limit_rate(0, "1mbit", device="lo")
+        start = [*net.exec_prefix(0), *gossip_cmd("peer", *common, "--id")]
+        procs = [stack.enter_context(started([*start, str(i)], tmp_path / f"{i}.log"))
+                 for i in range(4) if i != late]
+        wait_for(lambda: len(records(path[0])) >= 8, 240, "round 8 of the others")
+        procs.append(stack.enter_context(started([*start, str(late)], tmp_path / "late.log")))
+        for p in procs:
+            assert p.wait(timeout=240) == 0, (tmp_path / "late.log").read_text()[-2000:]
+    rec = [records(p) for p in path]
+    for i in (0, 1, 2):
+        assert [r["round"] for r in rec[i]] == list(range(1, rounds + 1))
+    # it took the round in progress at once (at most after one round of its own)
+    joined = next(r for r in rec[late] if r["catch_ups"] == 1)
+    assert rec[late].index(joined) <= 1 and joined["round"] > 8
+    assert rec[late][-1]["round"] == rounds
+    assert rec[late][-1]["messages_received"] > 0
+    assert "caught up from round" in (tmp_path / "late.log").read_text()
+    for j in (0, 2):  # its ring neighbours took it in
+        assert any(r["neighbours_alive"] == 2 for r in rec[j][joined["round"]:])

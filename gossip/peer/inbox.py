@@ -243,11 +243,6 @@ class Inbox:
         with self._cond:
             return {j for j in peers if self.members.alive(j)}
 
-    def lost(self, peers: Iterable[int]) -> set[int]:
-        """The peers of ``peers`` that were heard and are now dead (see ``Membership.lost``)."""
-        with self._cond:
-            return {j for j in peers if self.members.lost(j)}
-
     def isolated(self, peers: Iterable[int]) -> bool:
         """See ``Membership.isolated``."""
         with self._cond:
@@ -269,6 +264,11 @@ class Inbox:
         with self._cond:
             requests, self.state_requests = self.state_requests, set()
             return requests
+
+    def state_requests_again(self, peers: set[int]) -> None:
+        """Puts back the requests of ``peers`` (answering them failed: try next round)."""
+        with self._cond:
+            self.state_requests |= peers
 
     def expect_state(self, sender: int) -> None:
         """Accepts one ``"state"`` message from ``sender`` (call before asking for it)."""

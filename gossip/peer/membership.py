@@ -57,8 +57,10 @@ class Membership:
         self.last_seen[peer] = self.clock()
         self.gone.discard(peer)
         known = self.rounds.get(peer)
-        self.rounds[peer] = round_ if current or known is None else max(known, round_)
-        self.behind[peer] = at - self.rounds[peer]
+        new = round_ if current or known is None else max(known, round_)
+        if current or new != known:  # an old gossip message says nothing new
+            self.behind[peer] = at - new
+        self.rounds[peer] = new
 
     def left(self, peer: int) -> None:
         """Records a bye: ``peer`` finished its run."""
@@ -69,10 +71,6 @@ class Membership:
         seen = self.last_seen.get(peer)
         return (seen is not None and peer not in self.gone
                 and self.clock() - seen <= self.timeout)
-
-    def lost(self, peer: int) -> bool:
-        """``peer`` was heard, then went silent or said bye: messages to it are wasted."""
-        return peer in self.last_seen and not self.alive(peer)
 
     def lagging(self, peer: int) -> bool:
         """``peer`` was ``catchup_after`` rounds or more behind us when it last told us."""

@@ -177,12 +177,15 @@ class Peer:
         self.fn.add_update(stepped, stepped, stepped)
         self.fn.evaluate(stepped, self.x_test, self.y_test)
 
-    def _send_all(self, frames: list[Any], dests: set[int]) -> None:
+    def _send_all(self, frames: list[Any], dests: set[int]) -> set[int]:
+        """Sends ``frames`` to every peer of ``dests``; returns those whose queue was full."""
+        failed = set()
         for j in sorted(dests):
-            ok = self.transport.send(j, frames)
-            if not ok:
+            if not self.transport.send(j, frames):
+                failed.add(j)
                 self.counters.send_failures += 1
                 log.info("send to peer %d failed: its queue is full (unreachable?)", j)
+        return failed
 
     def _hello(self, t: int) -> None:
         # Everyone of the first max_ahead rounds: a peer not heard from is not waited for.
@@ -243,7 +246,7 @@ class Peer:
         if requests:
             frames = encode("state", self.i, t, self.params_template,
                             jax.device_get(self.params))
-            self._send_all(frames, requests)
+            self.inbox.state_requests_again(self._send_all(frames, requests))
             self.counters.bytes_sent += len(requests) * self.params_template.nbytes
             self.counters.header_bytes_sent += len(requests) * len(frames[0])
             log.info("sent round-%d parameters to catching-up peer(s) %s", t, sorted(requests))
@@ -355,9 +358,9 @@ class Peer:
         return loss, wait
 
     def _send_message(self, t: int, msg: Any, receivers: set[int]) -> None:
-        # Not to peers presumed dead: their queues would fill with messages they never use
-        # and delay what they need when they come back (a state answer).
-        receivers = receivers - self.inbox.lost(receivers)
+        # Only to live peers: the queue of a dead or not yet started peer would fill with
+        # messages it never uses, and delay what it needs when it comes (a state answer).
+        receivers = self.inbox.alive(receivers)
         if not receivers:
             return
         frames = encode("gossip", self.i, t, self.template, jax.device_get(msg))

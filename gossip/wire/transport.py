@@ -79,6 +79,8 @@ class Transport:
             self._configure(sock)
             sock.setsockopt(zmq.SNDHWM, SEND_HWM)
             sock.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
+            if pool is self.beat_dealers:  # no heartbeat queued while unconnected: stale later
+                sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.connect(self.addresses[dest])
             pool[dest] = sock
         return sock
