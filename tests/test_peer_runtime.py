@@ -1,21 +1,25 @@
 """The peer runtime in one process: two peers in threads, compiled once, records complete."""
 
+import dataclasses
 import threading
 
 import jax
 import numpy as np
+import pytest
 
 from gossip.config import resolve
+from gossip.peer.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
 from gossip.peer.launch import free_ports
 from gossip.peer.runtime import Peer, PeerOptions
-from gossip.peer.setup import build_peer_task
+from gossip.peer.setup import build_peer_task, run_digest
 
 
 def test_two_peers_in_threads_compile_once_and_agree(tmp_path):
     config = resolve({}, {"peers": 2, "rounds": 6, "eval_every": 3, "topology": "random_matching",
                           "model_options": {"hidden": [16]}, "round_deadline": 20.0})
     addresses = [f"tcp://127.0.0.1:{p}" for p in free_ports(2)]
-    peers = [Peer(build_peer_task(config, i), PeerOptions(addresses, tmp_path)) for i in (0, 1)]
+    options = PeerOptions(addresses, tmp_path, checkpoint_every=4, run_digest=run_digest(config))
+    peers = [Peer(build_peer_task(config, i), options) for i in (0, 1)]
     results: dict[int, dict] = {}
     threads = [threading.Thread(target=lambda p=p: results.__setitem__(p.i, p.run()))
                for p in peers]
@@ -36,3 +40,21 @@ def test_two_peers_in_threads_compile_once_and_agree(tmp_path):
     for a, b in zip(jax.tree.leaves(peers[0].params), jax.tree.leaves(peers[1].params),
                     strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+
+    # checkpoints every 4 rounds and after the last: the file holds the final state
+    trees, meta = load_checkpoint(checkpoint_path(tmp_path, 1), peers[1]._state_trees())
+    assert meta["round"] == 6 and meta["peer"] == 1
+    for a, b in zip(jax.tree.leaves(trees), jax.tree.leaves(peers[1]._state_trees()),
+                    strict=True):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    # resuming at the last round runs nothing and keeps the checkpoint's parameters
+    resumed = Peer(build_peer_task(config, 1), dataclasses.replace(options, resume=True))
+    assert resumed.run() == {"peer": 1, "round": 6}
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(trees["params"]),
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    # a checkpoint of another run (another config digest) is refused before anything starts
+    other = Peer(build_peer_task(config, 1),
+                 dataclasses.replace(options, resume=True, run_digest="0" * 16))
+    with pytest.raises(CheckpointError, match="run is .* this run has '0000000000000000'"):
+        other.run()

@@ -72,6 +72,9 @@ def run_peer_command(args: argparse.Namespace) -> int:
     except (OSError, CheckpointError) as e:
         logging.getLogger("gossip.peer").error("%s", e)
         return 1
+    if "time" not in last:  # resumed from a checkpoint of the last round: nothing ran
+        print(f"gossip peer {peer_id}: already at round {last['round']}, nothing to run")
+        return 0
     metric = next((f"{k} {v:.4f}, " for k, v in last.items() if k.startswith("local_")
                    and k != "local_loss"), "")
     print(f"gossip peer {peer_id}: {last['round']} rounds in {last['time']:.1f} s, {metric}"

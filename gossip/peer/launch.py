@@ -129,7 +129,8 @@ def terminate(children: list[Child], patience: float = 0.0) -> None:
 def prepare_out(out: Path) -> None:
     """Creates ``out/logs`` and removes the peer files of an earlier run in ``out``."""
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    for old in (*out.glob("peer-*.jsonl"), *out.glob("params/peer-*.npz")):
+    for old in (*out.glob("peer-*.jsonl"), *out.glob("params/peer-*.npz"),
+                *out.glob("checkpoints/peer-*.npz")):
         old.unlink()
 
 

@@ -6,7 +6,7 @@ peers end with the same parameters. Round t:
 
 1. compute: H local steps; the message is taken after them (``"atc"``) or, for ``"cta"``
    rules, before them, so it is sent while the steps run;
-2. send the message to the out-neighbours of round t as soon as it is ready;
+2. send the message to the live out-neighbours of round t as soon as it is ready;
 3. wait, at most ``round_deadline`` seconds after the computation, for the round-t
    messages of the in-neighbours (a receiving thread validates and queues them meanwhile);
 4. mix with what arrived, missing slots weighted 0 and the rest renormalised by the rule.
@@ -140,6 +140,11 @@ class Peer:
         opts = self.options
         opts.out_dir.mkdir(parents=True, exist_ok=True)
         start = self._restore() if opts.resume else 0
+        if start >= self.task.rounds:
+            log.warning("the checkpoint is at round %d of %d: nothing left to run (raise "
+                        "rounds to go on)", start, self.task.rounds)
+            self._save_params()
+            return {"peer": self.i, "round": start}
         frame_bytes = max(self.template.max_frame_bytes, self.params_template.max_frame_bytes)
         self.transport = Transport(self.i, opts.addresses, bind=opts.bind,
                                    max_frame_bytes=frame_bytes + 1024)
@@ -159,11 +164,14 @@ class Peer:
         finally:
             self.inbox.stop()
             self.transport.close(linger_ms=1000 if clean else 0)
-        if opts.save_params:
-            (opts.out_dir / "params").mkdir(exist_ok=True)
-            save_npz(opts.out_dir / "params" / f"peer-{self.i:04d}.npz",
-                     jax.device_get(self.params))
+        self._save_params()
         return record
+
+    def _save_params(self) -> None:
+        if self.options.save_params:
+            (self.options.out_dir / "params").mkdir(exist_ok=True)
+            save_npz(self.options.out_dir / "params" / f"peer-{self.i:04d}.npz",
+                     jax.device_get(self.params))
 
     def _warm_up(self) -> None:
         """Compiles every jitted function once (compilation must not eat into deadlines)."""
@@ -227,7 +235,10 @@ class Peer:
             log.warning("--resume: no checkpoint at %s, starting from round 0", path)
             return 0
         trees, meta = load_checkpoint(path, self._state_trees())
-        expected = self._meta(meta.get("round", -1))
+        if type(meta.get("round")) is not int or meta["round"] < 0:
+            raise CheckpointError(f"checkpoint {path}: round {meta.get('round')!r} is not a "
+                                  "round number")
+        expected = self._meta(meta["round"])
         for key in ("peer", "peers", "run", "train_key"):
             if meta.get(key) != expected[key]:
                 raise CheckpointError(f"checkpoint {path}: {key} is {meta.get(key)!r}, this "
