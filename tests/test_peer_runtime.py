@@ -56,5 +56,6 @@ def test_two_peers_in_threads_compile_once_and_agree(tmp_path):
     # a checkpoint of another run (another config digest) is refused before anything starts
     other = Peer(build_peer_task(config, 1),
                  dataclasses.replace(options, resume=True, run_digest="0" * 16))
-    with pytest.raises(CheckpointError, match="run is .* this run has '0000000000000000'"):
+    with pytest.raises(CheckpointError,
+                       match=r"another run \(config digest .* this run's is '0{16}'"):
         other.run()

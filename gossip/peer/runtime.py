@@ -239,10 +239,13 @@ class Peer:
             raise CheckpointError(f"checkpoint {path}: round {meta.get('round')!r} is not a "
                                   "round number")
         expected = self._meta(meta["round"])
-        for key in ("peer", "peers", "run", "train_key"):
+        names = {"peer": "peer id", "peers": "number of peers", "run": "config digest",
+                 "train_key": "training key (seed)"}
+        for key, name in names.items():
             if meta.get(key) != expected[key]:
-                raise CheckpointError(f"checkpoint {path}: {key} is {meta.get(key)!r}, this "
-                                      f"run has {expected[key]!r} (a checkpoint of another run)")
+                raise CheckpointError(
+                    f"checkpoint {path}: written by another run ({name} {meta.get(key)!r}, this "
+                    f"run's is {expected[key]!r}); resume with the config that wrote it")
         self.params = jax.tree.map(jnp.asarray, trees["params"])
         self.opt_state = jax.tree.map(jnp.asarray, trees["opt_state"])
         self.rule_state = jax.tree.map(jnp.asarray, trees["rule_state"])
