@@ -63,7 +63,8 @@ def run_peer_command(args: argparse.Namespace) -> int:
                           heartbeat_timeout=config.heartbeat_timeout,
                           catchup_after=config.catchup_after,
                           checkpoint_every=config.checkpoint_every, resume=args.resume,
-                          run_digest=run_digest(config))
+                          run_digest=run_digest(config),
+                          keys_dir=Path(args.keys) if args.keys else None)
     signal.signal(signal.SIGTERM, _on_sigterm)
     if args.watch_stdin:
         _stop_at_stdin_eof()
@@ -91,7 +92,8 @@ def run_launch_command(args: argparse.Namespace) -> int:
         return ssh_launch.run_hostfile_command(args)
     ssh_launch.refuse_ssh_flags(args)
     config = config_from_args(args, fixed={"peers": args.local})
-    return launch_local(config, progress=not args.no_progress, log_level=args.log_level)
+    return launch_local(config, progress=not args.no_progress, log_level=args.log_level,
+                        keys=args.keys)
 
 
 def add_parsers(sub: Any) -> None:
@@ -114,6 +116,10 @@ def add_parsers(sub: Any) -> None:
     peer.add_argument("--bind", metavar="ADDR",
                       help="address to bind instead of this peer's entry in PEERS "
                            "(e.g. tcp://0.0.0.0:7100)")
+    peer.add_argument("--keys", metavar="DIR",
+                      help="encrypt and authenticate with CurveZMQ: DIR holds this peer's "
+                           "peer-XXXX.key_secret and every peer's peer-XXXX.key (made by "
+                           "`gossip keys`); every peer of the run must use keys, or none")
     peer.add_argument("--resume", action="store_true",
                       help="continue from OUT/checkpoints/peer-XXXX.npz (from round 0 if "
                            "there is none), catching up with the neighbours")
@@ -140,5 +146,10 @@ def add_parsers(sub: Any) -> None:
     launch.add_argument("--log-level", choices=LOG_LEVELS, default="warning",
                         help="log level of the peers (their logs go to OUT/logs/)")
     launch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    launch.add_argument("--keys", metavar="DIR|auto",
+                        help="encrypt and authenticate the peers' traffic with CurveZMQ, "
+                             "with the keys in DIR (`gossip keys`), or fresh ones written to "
+                             "OUT/keys (auto); with --hostfile each host gets the public keys "
+                             "and its own peers' secret keys")
     ssh_launch.add_flags(launch)
     launch.set_defaults(func=run_launch_command)

@@ -1,4 +1,4 @@
-"""The wire protocol: codec (header + raw leaf frames) and ZeroMQ transport."""
+"""The wire protocol: codec (header + raw leaf frames), ZeroMQ transport, CURVE keys."""
 
 from gossip.wire.codec import (
     CODECS,
@@ -13,10 +13,13 @@ from gossip.wire.codec import (
     encode,
     make_template,
 )
+from gossip.wire.curve import CurveKeys, KeyFileError, load_keys, write_keys
 from gossip.wire.transport import Transport
 
 __all__ = [
     "CODECS",
+    "CurveKeys",
+    "KeyFileError",
     "DTYPES",
     "KINDS",
     "PROTOCOL_VERSION",
@@ -25,6 +28,8 @@ __all__ = [
     "Template",
     "Transport",
     "WireError",
+    "load_keys",
+    "write_keys",
     "decode",
     "encode",
     "make_template",
