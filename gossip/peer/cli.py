@@ -48,12 +48,19 @@ def run_peer_command(args: argparse.Namespace) -> int:
     from gossip.peer.environment import peer_identity
     from gossip.peer.runtime import Peer, PeerOptions
     from gossip.peer.setup import build_peer_task, run_digest
+    from gossip.wire import KeyFileError, load_keys
 
     peer_id, addresses = peer_identity(args.id, args.peer_list, args.port_base)
     bind = check_address(args.bind, "--bind") if args.bind else None
     config = config_from_args(args, fixed={"peers": len(addresses)})
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format=f"gossip peer {peer_id}: %(levelname)s %(message)s")
+    if args.keys:  # fails before the data is loaded; Peer.run loads them again
+        try:
+            load_keys(Path(args.keys), peer_id, len(addresses))
+        except KeyFileError as e:
+            logging.getLogger("gossip.peer").error("%s", e)
+            return 1
     task = build_peer_task(config, peer_id)
     options = PeerOptions(addresses=addresses, out_dir=Path(config.out),
                           round_deadline=config.round_deadline,

@@ -82,10 +82,14 @@ def key_archive(keys_dir: Path, n_peers: int, own: Iterable[int]) -> bytes:
 
 
 def unpack_keys_command(remote_dir: str) -> str:
-    """The remote command that replaces ``remote_dir/keys`` by the tar archive on stdin."""
+    """The remote command that extracts the tar archive on stdin into ``remote_dir/keys``
+    (mode 0700), overwriting files of the same name.
+
+    Nothing else there is removed: on a file system that several hosts share, every host
+    writes into the same directory.
+    """
     keys = shlex.quote(f"{remote_dir}/{REMOTE_KEYS}")
-    return (f"mkdir -p {keys} && chmod 700 {keys} && rm -f {keys}/peer-*.key "
-            f"{keys}/peer-*.key_secret && tar -xof - -C {keys}")
+    return f"mkdir -p {keys} && chmod 700 {keys} && tar -xof - -C {keys}"
 
 
 def run_keys_command(args: argparse.Namespace) -> int:

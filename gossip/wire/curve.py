@@ -113,8 +113,11 @@ def _read(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
                                f"{mode:04o}); run `chmod 600 {path}`")
     try:
         public, secret_key = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as e:
-        raise KeyFileError(f"cannot read key file {path}: {e}") from None
+    except OSError as e:
+        raise KeyFileError(f"cannot read key file {path}: {e.strerror or e}") from None
+    except ValueError:
+        raise KeyFileError(f"key file {path} is not a ZeroMQ certificate (make keys with "
+                           "`gossip keys`)") from None
     if public is None or len(public) != 40 or (secret and (secret_key is None
                                                             or len(secret_key) != 40)):
         what = "a public and a secret key" if secret else "a public key"
