@@ -18,19 +18,19 @@ from gossip.wire.transport import Transport
 
 __all__ = [
     "CODECS",
-    "CurveKeys",
-    "KeyFileError",
     "DTYPES",
     "KINDS",
     "PROTOCOL_VERSION",
+    "CurveKeys",
+    "KeyFileError",
     "LeafSpec",
     "Message",
     "Template",
     "Transport",
     "WireError",
-    "load_keys",
-    "write_keys",
     "decode",
     "encode",
+    "load_keys",
     "make_template",
+    "write_keys",
 ]
