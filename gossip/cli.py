@@ -1,4 +1,5 @@
-"""The ``gossip`` command line: ``gossip sim``, ``topo``, ``peer``, ``launch``, ``bench``."""
+"""The ``gossip`` command line: ``gossip sim``, ``topo``, ``peer``, ``launch``, ``keys``,
+``bench``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from gossip import bench_cli, topo_cli
 from gossip.config import add_config_flags, config_from_args
 from gossip.errors import ConfigError
 from gossip.peer import cli as peer_cli
+from gossip.peer import keys as keys_cli
 
 
 def _run_sim(args: argparse.Namespace) -> int:
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     topo_cli.add_parser(sub)
     sub.choices["topo"].set_defaults(func=topo_cli.run)
     peer_cli.add_parsers(sub)
+    keys_cli.add_parser(sub)
     bench_cli.add_parser(sub)
     return parser
 

@@ -238,10 +238,11 @@ needs_netns = pytest.mark.skipif(not netns_available(), reason="needs root and `
 
 @needs_netns
 def test_four_peers_on_two_hosts(tmp_path):
+    """Also CurveZMQ with --keys auto: the keys are made, sent, used."""
     rounds = 6
     with bridged_namespaces(2, "ssh") as net:
         cmd, env, remote_dir = _setup(tmp_path, net)
-        cmd += ["--rounds", str(rounds), "--round-deadline", "2"]
+        cmd += ["--rounds", str(rounds), "--round-deadline", "2", "--keys", "auto"]
         try:
             with started(cmd, tmp_path / "launch.log", env=env, cwd=ROOT) as launcher:
                 code = launcher.wait(timeout=150)
@@ -260,12 +261,25 @@ def test_four_peers_on_two_hosts(tmp_path):
         words = shlex.split(c["command"])
         if "--id" in words:
             assert words[:5] == ["cd", str(remote_dir), "&&", "exec", "env"]
-            assert words[-2:] == ["--stream-metrics", "--watch-stdin"]
+            assert words[-4:] == ["--stream-metrics", "--watch-stdin", "--keys",
+                                  f"{remote_dir}/keys"]
             started_on[int(words[words.index("--id") + 1])] = c["host"]
     assert started_on == {0: a, 1: a, 2: b, 3: b}
     writes = sorted((c["host"], c["command"].rsplit("/", 1)[1]) for c in calls
                     if "cat >" in c["command"])
     assert writes == sorted((h, f) for h in (a, b) for f in ("config.toml", "peers.txt"))
+    unpacks = [c["host"] for c in calls if c["command"].endswith(f"-C {remote_dir}/keys")]
+    assert sorted(unpacks) == [a, b]
+    # both "hosts" share this file system: each wrote its own secret keys into one directory
+    keys = remote_dir / "keys"
+    assert sorted(p.name for p in keys.iterdir()) == sorted(
+        f"peer-{i:04d}.{ext}" for i in range(4) for ext in ("key", "key_secret"))
+    assert (keys.stat().st_mode & 0o777) == 0o700
+    assert all((keys / f"peer-{i:04d}.key_secret").stat().st_mode & 0o777 == 0o600
+               for i in range(4))
+    assert all((keys / f"peer-{i:04d}.key").read_bytes()
+               == (tmp_path / "out" / "keys" / f"peer-{i:04d}.key").read_bytes()
+               for i in range(4))
     gathers = [c for c in calls if "tar -cf -" in c["command"]]
     assert sorted(c["host"] for c in gathers) == [a, b]
     envs = [p.read_text().splitlines() for p in remote_dir.glob("env-*")]

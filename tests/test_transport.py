@@ -1,13 +1,15 @@
-"""The ZeroMQ transport on loopback: delivery, the MAXMSGSIZE guard, bind errors."""
+"""The ZeroMQ transport on loopback: delivery, the MAXMSGSIZE guard, bind errors, CURVE."""
 
+import threading
 import time
 
 import numpy as np
 import pytest
 import zmq
+from peer_utils import wait_for
 
 from gossip.peer.launch import free_ports
-from gossip.wire import Transport
+from gossip.wire import Transport, load_keys, write_keys
 
 
 @pytest.fixture
@@ -80,3 +82,80 @@ def test_close_leaves_the_port_free(pair):
     finally:
         s.close(linger=0)
         ctx.term()
+
+
+# -- CurveZMQ ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def curve_pair(tmp_path):
+    write_keys(tmp_path, 2)
+    addresses = [f"tcp://127.0.0.1:{p}" for p in free_ports(2)]
+    threads = set(threading.enumerate())
+    a = Transport(0, addresses, max_frame_bytes=1024, curve=load_keys(tmp_path, 0, 2))
+    b = Transport(1, addresses, max_frame_bytes=1024, curve=load_keys(tmp_path, 1, 2))
+    yield a, b
+    a.close()
+    b.close()
+    assert set(threading.enumerate()) <= threads  # the authenticators' threads are gone
+
+
+def _stranger(address: str, server_key: bytes | None) -> tuple[zmq.Context, zmq.Socket]:
+    """A DEALER connected to ``address``: plain, or CURVE with a key pair of its own."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    if server_key is not None:
+        public, secret = zmq.curve_keypair()
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+        sock.setsockopt(zmq.CURVE_SERVERKEY, server_key)
+    sock.connect(address)
+    return ctx, sock
+
+
+def test_curve_peers_exchange_messages_on_both_socket_pools(curve_pair):
+    a, b = curve_pair
+    assert a.router.getsockopt(zmq.CURVE_SERVER) == 1
+    assert a.send(1, [b"header", np.arange(10, dtype=np.float32)])
+    frames, _ = receive(b)
+    assert frames[0].bytes == b"header"
+    b.send(0, [b"beat"], beat=True)  # IMMEDIATE: dropped until the handshake is done
+    wait_for(lambda: b.send(0, [b"beat"], beat=True), 5, "a heartbeat socket to connect")
+    assert receive(a)[0][0].bytes == b"beat"
+    # a plain DEALER gets nothing through (below): both pools' sockets are CURVE clients
+
+
+def test_curve_refuses_plain_and_unknown_clients(curve_pair, caplog):
+    a, b = curve_pair
+    strangers = [_stranger(b.addresses[1], None), _stranger(b.addresses[1], b.curve.peers[1])]
+    try:
+        for _, sock in strangers:
+            sock.send(b"intruder")
+        frames, disconnects = receive(b, timeout=1.0)
+        assert frames is None and disconnects >= 1  # failed handshakes close connections
+        assert a.send(1, [b"friend"])
+        frames, _ = receive(b)
+        assert frames[0].bytes == b"friend"
+        assert receive(b, timeout=0.5)[0] is None
+    finally:
+        for ctx, sock in strangers:
+            sock.close()
+            ctx.term()
+    assert "refused a CURVE connection from a key not among the run's peers" in caplog.text
+
+
+def test_curve_close_is_idempotent_and_stops_the_authenticator(tmp_path):
+    write_keys(tmp_path, 2)
+    before = set(threading.enumerate())
+    t = Transport(0, [f"tcp://127.0.0.1:{p}" for p in free_ports(2)], max_frame_bytes=1024,
+                  curve=load_keys(tmp_path, 0, 2))
+    assert set(threading.enumerate()) - before  # the ZAP handler's thread
+    t.send(1, [b"x"])
+    t.close()
+    t.close()
+    assert t.authenticator is None and set(threading.enumerate()) <= before
+    with pytest.raises(OSError, match="cannot bind"):  # a failed bind leaves no thread either
+        Transport(0, ["tcp://127.0.0.1:1"] * 2, bind="tcp://192.0.2.1:9",
+                  max_frame_bytes=1024, curve=load_keys(tmp_path, 0, 2))
+    assert set(threading.enumerate()) <= before

@@ -48,12 +48,19 @@ def run_peer_command(args: argparse.Namespace) -> int:
     from gossip.peer.environment import peer_identity
     from gossip.peer.runtime import Peer, PeerOptions
     from gossip.peer.setup import build_peer_task, run_digest
+    from gossip.wire import KeyFileError, load_keys
 
     peer_id, addresses = peer_identity(args.id, args.peer_list, args.port_base)
     bind = check_address(args.bind, "--bind") if args.bind else None
     config = config_from_args(args, fixed={"peers": len(addresses)})
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format=f"gossip peer {peer_id}: %(levelname)s %(message)s")
+    if args.keys:  # fails before the data is loaded; Peer.run loads them again
+        try:
+            load_keys(Path(args.keys), peer_id, len(addresses))
+        except KeyFileError as e:
+            logging.getLogger("gossip.peer").error("%s", e)
+            return 1
     task = build_peer_task(config, peer_id)
     options = PeerOptions(addresses=addresses, out_dir=Path(config.out),
                           round_deadline=config.round_deadline,
@@ -63,7 +70,8 @@ def run_peer_command(args: argparse.Namespace) -> int:
                           heartbeat_timeout=config.heartbeat_timeout,
                           catchup_after=config.catchup_after,
                           checkpoint_every=config.checkpoint_every, resume=args.resume,
-                          run_digest=run_digest(config))
+                          run_digest=run_digest(config),
+                          keys_dir=Path(args.keys) if args.keys else None)
     signal.signal(signal.SIGTERM, _on_sigterm)
     if args.watch_stdin:
         _stop_at_stdin_eof()
@@ -91,7 +99,8 @@ def run_launch_command(args: argparse.Namespace) -> int:
         return ssh_launch.run_hostfile_command(args)
     ssh_launch.refuse_ssh_flags(args)
     config = config_from_args(args, fixed={"peers": args.local})
-    return launch_local(config, progress=not args.no_progress, log_level=args.log_level)
+    return launch_local(config, progress=not args.no_progress, log_level=args.log_level,
+                        keys=args.keys)
 
 
 def add_parsers(sub: Any) -> None:
@@ -114,6 +123,10 @@ def add_parsers(sub: Any) -> None:
     peer.add_argument("--bind", metavar="ADDR",
                       help="address to bind instead of this peer's entry in PEERS "
                            "(e.g. tcp://0.0.0.0:7100)")
+    peer.add_argument("--keys", metavar="DIR",
+                      help="encrypt and authenticate with CurveZMQ: DIR holds this peer's "
+                           "peer-XXXX.key_secret and every peer's peer-XXXX.key (made by "
+                           "`gossip keys`); every peer of the run must use keys, or none")
     peer.add_argument("--resume", action="store_true",
                       help="continue from OUT/checkpoints/peer-XXXX.npz (from round 0 if "
                            "there is none), catching up with the neighbours")
@@ -140,5 +153,10 @@ def add_parsers(sub: Any) -> None:
     launch.add_argument("--log-level", choices=LOG_LEVELS, default="warning",
                         help="log level of the peers (their logs go to OUT/logs/)")
     launch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    launch.add_argument("--keys", metavar="DIR|auto",
+                        help="encrypt and authenticate the peers' traffic with CurveZMQ, "
+                             "with the keys in DIR (`gossip keys`), or fresh ones written to "
+                             "OUT/keys (auto); with --hostfile each host gets the public keys "
+                             "and its own peers' secret keys")
     ssh_launch.add_flags(launch)
     launch.set_defaults(func=run_launch_command)

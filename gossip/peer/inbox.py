@@ -105,9 +105,9 @@ class Inbox:
                 if disconnects:
                     with self._cond:
                         self.counters.transport_disconnects += disconnects
-                    log.info("%d connection(s) closed by the transport (peer left, or sent a "
-                             "frame over MAXMSGSIZE=%d bytes)", disconnects,
-                             self.template.max_frame_bytes)
+                    log.info("%d connection(s) closed by the transport (peer left, sent a "
+                             "frame over MAXMSGSIZE=%d bytes, or failed the CURVE handshake)",
+                             disconnects, self.template.max_frame_bytes)
                 if frames is not None:
                     self.handle(frames)
         except BaseException as e:  # surfaced to the main thread by ``wait``

@@ -32,6 +32,7 @@ from typing import Any
 from tqdm import tqdm
 
 from gossip.config import Config
+from gossip.peer.keys import launch_keys
 
 GRACE_S = 5.0
 POLL_S = 0.2
@@ -220,15 +221,23 @@ class _MetricsFiles:
         return complete.splitlines()
 
 
-def peer_command(peer: int, out: Path, log_level: str) -> list[str]:
-    """The command line of one local peer."""
+def peer_command(peer: int, out: Path, log_level: str, keys: Path | None = None) -> list[str]:
+    """The command line of one local peer (``--keys keys`` when given)."""
     return [sys.executable, "-m", "gossip", "peer", "--id", str(peer),
             "--peers", str(out / "peers.txt"), "--config", str(out / "config.toml"),
-            "--log-level", log_level]
+            "--log-level", log_level, *(["--keys", str(keys)] if keys else [])]
 
 
-def launch_local(config: Config, progress: bool = True, log_level: str = "warning") -> int:
+def launch_local(config: Config, progress: bool = True, log_level: str = "warning",
+                 keys: str | None = None) -> int:
     """Runs ``config.peers`` peers on this machine; see the module docstring.
+
+    Args:
+        config: the run's config.
+        progress: show the progress bar.
+        log_level: the peers' log level.
+        keys: ``--keys``: a directory of CURVE keys, or ``"auto"`` (fresh ones in
+            ``OUT/keys``); None: no encryption (:func:`gossip.peer.keys.launch_keys`).
 
     Returns:
         The exit status: 0 when every peer finished, 1 when one failed, 130/143 when stopped
@@ -239,6 +248,7 @@ def launch_local(config: Config, progress: bool = True, log_level: str = "warnin
     exp = build_experiment(config)
     n, out = config.peers, Path(config.out)
     prepare_out(out)
+    keys_dir = launch_keys(keys, out, n) if keys else None
     addresses = [f"tcp://127.0.0.1:{p}" for p in free_ports(n)]
     (out / "peers.txt").write_text("".join(a + "\n" for a in addresses))
     (out / "config.toml").write_text(dataclasses.replace(config, save_params=True).to_toml())
@@ -247,8 +257,9 @@ def launch_local(config: Config, progress: bool = True, log_level: str = "warnin
         for i in range(n):
             log = out / "logs" / f"peer-{i:04d}.log"
             with log.open("w") as sink:
-                proc = subprocess.Popen(peer_command(i, out, log_level), stdout=sink,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                proc = subprocess.Popen(peer_command(i, out, log_level, keys_dir),
+                                        stdout=sink, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL,
                                         start_new_session=True, preexec_fn=die_with_parent)
             children.append(Child(i, proc, log))
 

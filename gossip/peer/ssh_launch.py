@@ -3,11 +3,13 @@
 The launcher validates the config (nothing starts on a bad one), gives the peers ids and
 ports from the hostfile (:mod:`gossip.peer.hostfile`), writes ``config.toml`` and
 ``peers.txt`` into a run directory on every host (``ssh HOST 'mkdir -p DIR && cat >
-DIR/FILE'``), and starts each peer with one ssh::
+DIR/FILE'``), with ``--keys`` also ``DIR/keys`` (a tar stream on stdin: every public key, the
+secret keys of the host's own peers; :mod:`gossip.peer.keys`), and starts each peer with one
+ssh::
 
     ssh -o BatchMode=yes HOST 'cd DIR && exec env NAME=VALUE ... gossip peer --id I
         --peers DIR/peers.txt --config DIR/config.toml --log-level L --stream-metrics
-        --watch-stdin'
+        --watch-stdin [--keys DIR/keys]'
 
 The peer prints each round's metrics record on stdout (``--stream-metrics``); those drive
 the progress bar and are kept in ``OUT/peer-XXXX.jsonl``; its other output and ssh's own
@@ -44,6 +46,7 @@ from typing import IO, Any
 from gossip.config import Config, config_from_args
 from gossip.errors import ConfigError
 from gossip.peer.hostfile import Host, Slot, assign, read_hostfile
+from gossip.peer.keys import REMOTE_KEYS, key_archive, launch_keys, unpack_keys_command
 from gossip.peer.launch import (
     POLL_S,
     Child,
@@ -113,11 +116,14 @@ def _word(word: str) -> str:
 
 
 def peer_remote_command(slot: Slot, remote_dir: str, env: Mapping[str, str],
-                        remote_gossip: str, log_level: str) -> str:
-    """The remote shell command that runs one peer (every value quoted)."""
+                        remote_gossip: str, log_level: str, keys: bool = False) -> str:
+    """The remote shell command that runs one peer (every value quoted); with ``keys``, the
+    peer gets ``--keys remote_dir/keys``."""
     args = ["peer", "--id", str(slot.peer), "--peers", f"{remote_dir}/peers.txt",
             "--config", f"{remote_dir}/config.toml", "--log-level", log_level,
             "--stream-metrics", "--watch-stdin"]
+    if keys:
+        args += ["--keys", f"{remote_dir}/{REMOTE_KEYS}"]
     words = ["exec", "env", *(shlex.quote(f"{k}={v}") for k, v in env.items()),
              *(_word(w) for w in shlex.split(remote_gossip)), *map(shlex.quote, args)]
     return f"cd {shlex.quote(remote_dir)} && {' '.join(words)}"
@@ -220,13 +226,13 @@ class _SetupError(Exception):
     """A host could not be prepared."""
 
 
-def _write_remote(opts: SshOptions, host: str, remote_dir: str, name: str, text: str) -> None:
-    run = subprocess.run(ssh_command(opts, host, write_file_command(remote_dir, name)),
-                         input=text.encode(), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, check=False)
+def _write_remote(opts: SshOptions, host: str, remote: str, data: bytes, what: str) -> None:
+    """Runs ``remote`` on ``host`` with ``data`` on its stdin; ``what`` names the target."""
+    run = subprocess.run(ssh_command(opts, host, remote), input=data,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
     if run.returncode != 0:
         why = (run.stderr.decode(errors="replace").strip().splitlines() or ["(no message)"])[-1]
-        raise _SetupError(f"cannot write {remote_dir}/{name} on host {host} "
+        raise _SetupError(f"cannot write {what} on host {host} "
                           f"(exit code {run.returncode}): {why}")
 
 
@@ -305,8 +311,11 @@ def check_options(opts: SshOptions) -> str:
 
 
 def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bool = True,
-               log_level: str = "warning") -> int:
+               log_level: str = "warning", keys: str | None = None) -> int:
     """Runs ``config.peers`` peers on ``hosts``; see the module docstring.
+
+    ``keys`` is ``--keys``: a directory of CURVE keys, or ``"auto"`` (fresh ones in
+    ``OUT/keys``); None: no encryption.
 
     Returns:
         The exit status: 0 when every peer finished, 1 when one failed or a host could not
@@ -320,6 +329,7 @@ def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bo
     slots = assign(hosts, opts.port_base)
     out = Path(config.out)
     prepare_out(out)
+    keys_dir = launch_keys(keys, out, config.peers) if keys else None
     files = {"peers.txt": "".join(s.address + "\n" for s in slots),
              "config.toml": dataclasses.replace(config, out=remote_dir,
                                                 save_params=True).to_toml()}
@@ -329,7 +339,13 @@ def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bo
     try:
         for host in hosts:
             for name, text in files.items():
-                _write_remote(opts, host.name, remote_dir, name, text)
+                _write_remote(opts, host.name, write_file_command(remote_dir, name),
+                              text.encode(), f"{remote_dir}/{name}")
+            if keys_dir:
+                own = [s.peer for s in slots if s.host == host.name]
+                _write_remote(opts, host.name, unpack_keys_command(remote_dir),
+                              key_archive(keys_dir, config.peers, own),
+                              f"{remote_dir}/{REMOTE_KEYS}")
     except _SetupError as e:
         print(f"gossip launch: {e}", file=sys.stderr)
         return 1
@@ -340,7 +356,8 @@ def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bo
         for slot in slots:
             log = out / "logs" / f"peer-{slot.peer:04d}.log"
             log.write_bytes(b"")
-            remote = peer_remote_command(slot, remote_dir, env, opts.remote_gossip, log_level)
+            remote = peer_remote_command(slot, remote_dir, env, opts.remote_gossip, log_level,
+                                         keys=keys_dir is not None)
             with log.open("ab") as sink:
                 proc = subprocess.Popen(ssh_command(opts, slot.host, remote),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -412,4 +429,4 @@ def run_hostfile_command(args: argparse.Namespace) -> int:
     hosts = read_hostfile(args.hostfile)
     config = config_from_args(args, fixed={"peers": sum(h.slots for h in hosts)})
     return launch_ssh(config, hosts, options_from_args(args), progress=not args.no_progress,
-                      log_level=args.log_level)
+                      log_level=args.log_level, keys=args.keys)

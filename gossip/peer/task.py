@@ -77,6 +77,9 @@ class PeerOptions:
         resume: start from this peer's checkpoint (from round 0 if there is none).
         run_digest: identifies the run's training configuration; a checkpoint of another
             run is refused.
+        keys_dir: a directory of CURVE keys (``gossip keys``): encrypt and authenticate
+            every connection (``gossip.wire.curve``). None: plain TCP. Every peer of a run
+            must use keys, or none.
     """
 
     addresses: list[str]
@@ -92,3 +95,4 @@ class PeerOptions:
     checkpoint_every: int = 0
     resume: bool = False
     run_digest: str = ""
+    keys_dir: Path | None = None

@@ -1,4 +1,4 @@
-"""The wire protocol: codec (header + raw leaf frames) and ZeroMQ transport."""
+"""The wire protocol: codec (header + raw leaf frames), ZeroMQ transport, CURVE keys."""
 
 from gossip.wire.codec import (
     CODECS,
@@ -13,6 +13,7 @@ from gossip.wire.codec import (
     encode,
     make_template,
 )
+from gossip.wire.curve import CurveKeys, KeyFileError, load_keys, write_keys
 from gossip.wire.transport import Transport
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "DTYPES",
     "KINDS",
     "PROTOCOL_VERSION",
+    "CurveKeys",
+    "KeyFileError",
     "LeafSpec",
     "Message",
     "Template",
@@ -27,5 +30,7 @@ __all__ = [
     "WireError",
     "decode",
     "encode",
+    "load_keys",
     "make_template",
+    "write_keys",
 ]

@@ -7,21 +7,59 @@ ZeroMQ sockets are not thread-safe, so each stays on one thread. Every socket ha
 a dead connection is noticed, and automatic reconnects. The ROUTER sets ``MAXMSGSIZE`` just
 above the largest frame a valid message has: libzmq drops a connection that sends a larger
 frame before the application sees it; a socket monitor counts those disconnects.
+
+With :class:`~gossip.wire.curve.CurveKeys` every connection is CurveZMQ: the ROUTER is a
+CURVE server, every DEALER a CURVE client that knows its destination's public key, and a
+ZAP handler (``zmq.auth.thread.ThreadAuthenticator``, one thread on the transport's own
+context) accepts only clients whose public key is one of the run's peers'. A client that is
+refused, or that does not speak CURVE, never gets a message through; its failed handshakes
+close connections, which the monitor counts like any other disconnect.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import threading
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
+
+from gossip.wire.curve import CurveKeys, check_curve
+
+log = logging.getLogger("gossip.wire")
 
 HEARTBEAT_MS = 1000
 RECONNECT_MS = 100
 RECONNECT_MAX_MS = 2000
 CONNECT_TIMEOUT_MS = 2000  # a connect stuck in SYN retries (link down) is abandoned and retried
 SEND_HWM = 8  # messages queued per neighbour before sends fail instead of growing memory
+
+
+class AllowList:
+    """ZAP credentials provider: accepts exactly the given public keys (Z85).
+
+    A refused key is logged once (warning), naming the key.
+    """
+
+    def __init__(self, keys: Iterable[bytes]) -> None:
+        self.keys = frozenset(keys)
+        self._refused: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """Called by the authenticator's thread for each CURVE handshake."""
+        if key in self.keys:
+            return True
+        with self._lock:
+            first = key not in self._refused
+            self._refused.add(key)
+        if first:
+            log.warning("refused a CURVE connection from a key not among the run's peers: %s",
+                        key.decode(errors="replace"))
+        return False
 
 
 class Transport:
@@ -32,27 +70,48 @@ class Transport:
         addresses: every peer's ZeroMQ address, e.g. ``tcp://10.0.0.2:7100``.
         max_frame_bytes: ``MAXMSGSIZE`` of the receiving socket (per frame).
         bind: the address to bind; default ``addresses[peer_id]``.
-        context: a ZeroMQ context; default a new one, terminated on ``close``.
+        context: a ZeroMQ context; default a new one, terminated on ``close``. With
+            ``curve``, at most one transport per context (one ZAP handler per context).
+        curve: this peer's CURVE keys and the public keys of every peer: encrypt and
+            authenticate every connection. None: plain TCP, no authentication.
 
     Raises:
-        OSError: the address cannot be bound (in use, or not an address of this host).
+        OSError: the address cannot be bound (in use, or not an address of this host);
+            ``curve`` given but this libzmq has no CURVE support.
     """
 
     def __init__(self, peer_id: int, addresses: Sequence[str], *, max_frame_bytes: int,
-                 bind: str | None = None, context: zmq.Context | None = None) -> None:
+                 bind: str | None = None, context: zmq.Context | None = None,
+                 curve: CurveKeys | None = None) -> None:
         self.peer_id = peer_id
         self.addresses = list(addresses)
+        self.curve = curve
+        if curve is not None:
+            check_curve()
+            if len(curve.peers) != len(self.addresses):
+                raise ValueError(f"{len(curve.peers)} public keys for "
+                                 f"{len(self.addresses)} peers")
         self._own_context = context is None
         self.context = context or zmq.Context()
+        self.authenticator: ThreadAuthenticator | None = None
+        if curve is not None:
+            self.authenticator = ThreadAuthenticator(self.context, log=log.getChild("zap"))
+            self.authenticator.start()
+            self.authenticator.configure_curve_callback("*", AllowList(curve.peers))
         self.router = self.context.socket(zmq.ROUTER)
         self._configure(self.router)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.router.setsockopt(zmq.MAXMSGSIZE, int(max_frame_bytes))
+        if curve is not None:
+            self.router.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
+            self.router.setsockopt(zmq.CURVE_PUBLICKEY, curve.public)
+            self.router.setsockopt(zmq.CURVE_SERVER, 1)
         self.bind_address = bind or self.addresses[peer_id]
         try:
             self.router.bind(self.bind_address)
         except zmq.ZMQError as e:
             self.router.close(linger=0)
+            self._stop_authenticator()
             if self._own_context:
                 self.context.term()
             raise OSError(f"peer {peer_id} cannot bind {self.bind_address}: {e}") from None
@@ -81,6 +140,10 @@ class Transport:
             sock.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
             if pool is self.beat_dealers:  # no heartbeat queued while unconnected: stale later
                 sock.setsockopt(zmq.IMMEDIATE, 1)
+            if self.curve is not None:
+                sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret)
+                sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.public)
+                sock.setsockopt(zmq.CURVE_SERVERKEY, self.curve.peers[dest])
             sock.connect(self.addresses[dest])
             pool[dest] = sock
         return sock
@@ -123,8 +186,14 @@ class Transport:
             return frames[1:], disconnects
         return None, disconnects
 
+    def _stop_authenticator(self) -> None:
+        if self.authenticator is not None:
+            self.authenticator.stop()  # joins its thread
+            self.authenticator = None
+
     def close(self, linger_ms: int = 0) -> None:
-        """Closes every socket (once); queued outgoing messages get at most ``linger_ms``."""
+        """Closes every socket and stops the authenticator (once); queued outgoing messages
+        get at most ``linger_ms``."""
         if self.router.closed:
             return
         for sock in self.dealers.values():
@@ -136,5 +205,6 @@ class Transport:
         self.router.disable_monitor()
         self.monitor.close(linger=0)
         self.router.close(linger=0)
+        self._stop_authenticator()
         if self._own_context:
             self.context.term()
