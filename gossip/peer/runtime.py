@@ -262,10 +262,12 @@ class Peer:
         if requests:
             frames = encode("state", self.i, t, self.params_template,
                             jax.device_get(self.params))
-            self.inbox.state_requests_again(self._send_all(frames, requests))
-            self.counters.bytes_sent += len(requests) * self.params_template.nbytes
-            self.counters.header_bytes_sent += len(requests) * len(frames[0])
-            log.info("sent round-%d parameters to catching-up peer(s) %s", t, sorted(requests))
+            failed = self._send_all(frames, requests)
+            self.inbox.state_requests_again(failed)  # tried again next round
+            sent = requests - failed
+            self.counters.bytes_sent += len(sent) * self.params_template.nbytes
+            self.counters.header_bytes_sent += len(sent) * len(frames[0])
+            log.info("sent round-%d parameters to catching-up peer(s) %s", t, sorted(sent))
 
     def _wait_if_isolated(self, t: int) -> None:
         near = self.near(t)
