@@ -55,12 +55,11 @@ def run_peer_command(args: argparse.Namespace) -> int:
     config = config_from_args(args, fixed={"peers": len(addresses)})
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format=f"gossip peer {peer_id}: %(levelname)s %(message)s")
-    if args.keys:  # fails before the data is loaded; Peer.run loads them again
-        try:
-            load_keys(Path(args.keys), peer_id, len(addresses))
-        except KeyFileError as e:
-            logging.getLogger("gossip.peer").error("%s", e)
-            return 1
+    try:  # before the data is loaded: a bad key directory fails at once
+        keys = load_keys(Path(args.keys), peer_id, len(addresses)) if args.keys else None
+    except KeyFileError as e:
+        logging.getLogger("gossip.peer").error("%s", e)
+        return 1
     task = build_peer_task(config, peer_id)
     options = PeerOptions(addresses=addresses, out_dir=Path(config.out),
                           round_deadline=config.round_deadline,
@@ -71,7 +70,7 @@ def run_peer_command(args: argparse.Namespace) -> int:
                           catchup_after=config.catchup_after,
                           checkpoint_every=config.checkpoint_every, resume=args.resume,
                           run_digest=run_digest(config),
-                          keys_dir=Path(args.keys) if args.keys else None)
+                          keys=keys)
     signal.signal(signal.SIGTERM, _on_sigterm)
     if args.watch_stdin:
         _stop_at_stdin_eof()

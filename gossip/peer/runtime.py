@@ -44,7 +44,7 @@ from gossip.pytree import save_npz
 from gossip.rules import add_local_update
 from gossip.summary import METRIC_SHORT
 from gossip.training import make_local_round, make_local_step, round_key
-from gossip.wire import Template, Transport, encode, load_keys, make_template
+from gossip.wire import Template, Transport, encode, make_template
 
 log = logging.getLogger("gossip.peer")
 
@@ -135,11 +135,9 @@ class Peer:
 
         Raises:
             CheckpointError: ``resume`` found a checkpoint that cannot be used.
-            OSError: the address cannot be bound; ``keys_dir`` lacks a usable key
-                (``gossip.wire.KeyFileError``).
+            OSError: the address cannot be bound.
         """
         opts = self.options
-        curve = load_keys(opts.keys_dir, self.i, self.n) if opts.keys_dir else None
         opts.out_dir.mkdir(parents=True, exist_ok=True)
         start = self._restore() if opts.resume else 0
         if start >= self.task.rounds:
@@ -149,7 +147,7 @@ class Peer:
             return {"peer": self.i, "round": start}
         frame_bytes = max(self.template.max_frame_bytes, self.params_template.max_frame_bytes)
         self.transport = Transport(self.i, opts.addresses, bind=opts.bind,
-                                   max_frame_bytes=frame_bytes + 1024, curve=curve)
+                                   max_frame_bytes=frame_bytes + 1024, curve=opts.keys)
         self.inbox = Inbox(self.transport, self.template, self.n, opts.max_ahead,
                            self.counters, Membership(opts.heartbeat_timeout, opts.catchup_after),
                            self.params_template, opts.heartbeat_interval)

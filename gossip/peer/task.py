@@ -13,6 +13,7 @@ import optax
 from gossip.rules import GossipRule
 from gossip.topology import Topology
 from gossip.training import LossFn
+from gossip.wire import CurveKeys
 
 Params = Any
 
@@ -77,9 +78,9 @@ class PeerOptions:
         resume: start from this peer's checkpoint (from round 0 if there is none).
         run_digest: identifies the run's training configuration; a checkpoint of another
             run is refused.
-        keys_dir: a directory of CURVE keys (``gossip keys``): encrypt and authenticate
-            every connection (``gossip.wire.curve``). None: plain TCP. Every peer of a run
-            must use keys, or none.
+        keys: this peer's CURVE keys (``gossip.wire.load_keys`` of a ``gossip keys``
+            directory): encrypt and authenticate every connection. None: plain TCP. Every
+            peer of a run must use keys, or none.
     """
 
     addresses: list[str]
@@ -95,4 +96,4 @@ class PeerOptions:
     checkpoint_every: int = 0
     resume: bool = False
     run_digest: str = ""
-    keys_dir: Path | None = None
+    keys: CurveKeys | None = None
