@@ -7,6 +7,7 @@ from pathlib import Path
 
 from gossip.errors import ConfigError
 
+PORT_BASE = 29500  # default first port of a host's peers (hostfile, Slurm node list)
 _TCP = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-_]+):(\d+)$")
 
 

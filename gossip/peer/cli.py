@@ -14,6 +14,7 @@ from typing import Any
 
 from gossip.config import add_config_flags, config_from_args
 from gossip.peer import ssh_launch
+from gossip.peer.addresses import PORT_BASE
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -116,9 +117,9 @@ def add_parsers(sub: Any) -> None:
                       help="file with one address per line, or a comma-separated list "
                            "(tcp://HOST:PORT); line i is peer i. Default under srun: "
                            "tcp://NODE:PORT from the job's node list")
-    peer.add_argument("--port-base", type=int, default=29500, metavar="PORT",
+    peer.add_argument("--port-base", type=int, default=PORT_BASE, metavar="PORT",
                       help="without --peers under srun: the k-th peer on a node listens on "
-                           "PORT+k (default 29500)")
+                           f"PORT+k (default {PORT_BASE})")
     peer.add_argument("--bind", metavar="ADDR",
                       help="address to bind instead of this peer's entry in PEERS "
                            "(e.g. tcp://0.0.0.0:7100)")

@@ -45,6 +45,7 @@ from typing import IO, Any
 
 from gossip.config import Config, config_from_args
 from gossip.errors import ConfigError
+from gossip.peer.addresses import PORT_BASE
 from gossip.peer.hostfile import Host, Slot, assign, read_hostfile
 from gossip.peer.keys import REMOTE_KEYS, key_archive, launch_keys, unpack_keys_command
 from gossip.peer.launch import (
@@ -75,7 +76,7 @@ class SshOptions:
     ssh_options: tuple[str, ...] = ()
     remote_gossip: str = "gossip"
     remote_dir: str | None = None
-    port_base: int = 29500
+    port_base: int = PORT_BASE
     env: tuple[str, ...] = ()
 
 
@@ -391,7 +392,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("with --hostfile (peers on other machines, over ssh)")
     group.add_argument("--port-base", type=int, metavar="PORT",
                        help="port of the first peer on each host; the j-th uses PORT+j "
-                            "(default 29500)")
+                            f"(default {PORT_BASE})")
     group.add_argument("--remote-dir", metavar="DIR",
                        help="absolute run directory on every host "
                             "(default /tmp/gossip-<8 random hex digits>)")
