@@ -92,7 +92,7 @@ class Peer:
         self.x_test, self.y_test = jnp.asarray(task.x_test), jnp.asarray(task.y_test)
         self.transport: Transport | None = None
         self.inbox: Inbox | None = None
-        self._near: dict[int, set[int]] = {}
+        self._round_peers: dict[int, set[int]] = {}
         self._alone = False
 
     # -- topology -----------------------------------------------------------------------------
@@ -113,11 +113,13 @@ class Peer:
     def near(self, t: int) -> set[int]:
         """The peers this peer talks to from round t to ``max_ahead`` rounds later: it sends
         them heartbeats and watches their liveness."""
-        if t not in self._near:
-            last = min(t + self.options.max_ahead, self.task.rounds - 1)
-            self._near = {t: set().union(*(self.senders(r) | self.receivers(r)
-                                           for r in range(t, last + 1)))}
-        return self._near[t]
+        last = min(t + self.options.max_ahead, self.task.rounds - 1)
+        # Each round's peers are computed once (a window slides along), not max_ahead times.
+        self._round_peers = {r: p for r, p in self._round_peers.items() if r >= t}
+        for r in range(t, last + 1):
+            if r not in self._round_peers:
+                self._round_peers[r] = self.senders(r) | self.receivers(r)
+        return set().union(*(self._round_peers[r] for r in range(t, last + 1)))
 
     def _expected(self, start: int, stop: int) -> dict[int, set[int]]:
         return {r: self.senders(r) for r in range(start, min(stop, self.task.rounds))}
