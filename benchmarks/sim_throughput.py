@@ -28,10 +28,10 @@ import jax
 import jax.numpy as jnp
 
 from gossip.config import Config
+from gossip.experiment import build_experiment, init_stacked_params, stack_shards
+from gossip.sim.simulator import DEFAULT_PEER_CHUNK, make_simulator
+from gossip.simulate import mixing_graph
 from gossip.training import make_local_round, make_local_step, round_key, run_keys, sample_batch
-from sims.experiment import build_experiment, init_stacked_params, stack_shards
-from sims.run import mixing_graph
-from sims.simulator import DEFAULT_PEER_CHUNK, make_simulator
 
 CHUNKS = (None, 8, DEFAULT_PEER_CHUNK, 128)
 RESULTS = Path(__file__).resolve().parent / "results"

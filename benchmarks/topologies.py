@@ -15,9 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+from gossip.bench import load_suite, run_topology_bench
 from gossip.bench_cli import summary_json
 from gossip.errors import ConfigError
-from sims.bench import load_suite, run_topology_bench
 
 RESULTS = Path(__file__).resolve().parent / "results" / "topologies"
 QUICK_RESULTS = RESULTS.with_name("topologies-quick")

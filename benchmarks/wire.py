@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from gossip.peer.launch import free_ports
+from gossip.launch.local import free_ports
 from gossip.wire import decode, encode, make_template
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     """
     if args.suite != "topologies":
         raise ConfigError("gossip bench needs a suite; valid choices: topologies")
-    from sims.bench.runner import rerender, run_topology_bench  # JAX and the model zoo
-    from sims.bench.suite import load_suite
+    from gossip.bench.runner import rerender, run_topology_bench  # JAX and the model zoo
+    from gossip.bench.suite import load_suite
 
     suite = load_suite(args.config, args.quick)
     command = " ".join(["gossip bench topologies", *(["--quick"] if args.quick else []),
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 def summary_json(results: dict[str, Any]) -> dict[str, Any]:
     """The short JSON summary: targets, winners per setting and the running time."""
-    from sims.bench.summary import winners
+    from gossip.bench.ranking import winners
 
     nets = [n["name"] for n in results["suite"]["networks"]]
     keys = ["rounds_to_target", "bytes_per_peer_to_target", "bytes_busiest_peer_to_target",

@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from gossip import bench_cli, topo_cli
 from gossip.config import add_config_flags, config_from_args
 from gossip.errors import ConfigError
-from gossip.peer import cli as peer_cli
-from gossip.peer import keys as keys_cli
+from gossip.launch import cli as peer_cli
+from gossip.launch import keys as keys_cli
 
 
 def _run_sim(args: argparse.Namespace) -> int:
-    from sims.run import run_simulation  # the simulator pulls in the model zoo
+    from gossip.simulate import run_simulation  # the simulator pulls in the model zoo
 
     run_simulation(config_from_args(args), progress=not args.no_progress)
     return 0

@@ -9,13 +9,14 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from gossip.models.base import Model
+from gossip.models.cnn import make_cnn1d, make_cnn2d
+from gossip.models.logistic import make_logistic
+from gossip.models.matrix_factorization import make_mf
+from gossip.models.mlp import make_mlp
+from gossip.models.transformer import make_transformer
+
 from gossip.errors import unknown
-from models.base import Model
-from models.cnn import make_cnn1d, make_cnn2d
-from models.logistic import make_logistic
-from models.matrix_factorization import make_mf
-from models.mlp import make_mlp
-from models.transformer import make_transformer
 
 __all__ = ["MODELS", "Model", "make_model"]
 

@@ -7,8 +7,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-
-from models.base import (
+from gossip.models.base import (
     Model,
     dense_head,
     from_module,

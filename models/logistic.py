@@ -7,8 +7,14 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-
-from models.base import Model, dense_head, from_module, num_outputs, require_task, resolve_options
+from gossip.models.base import (
+    Model,
+    dense_head,
+    from_module,
+    num_outputs,
+    require_task,
+    resolve_options,
+)
 
 NAME = "logistic"
 

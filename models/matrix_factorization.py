@@ -8,9 +8,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-
-from gossip.errors import ConfigError
-from models.base import (
+from gossip.models.base import (
     Model,
     from_module,
     meta_int,
@@ -18,6 +16,8 @@ from models.base import (
     require_task,
     resolve_options,
 )
+
+from gossip.errors import ConfigError
 
 NAME = "mf"
 DEFAULTS = {"rank": 16, "global_bias": 3.0}

@@ -9,9 +9,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-
-from gossip.errors import ConfigError
-from models.base import (
+from gossip.models.base import (
     Model,
     from_module,
     meta_int,
@@ -19,6 +17,8 @@ from models.base import (
     require_task,
     resolve_options,
 )
+
+from gossip.errors import ConfigError
 
 NAME = "transformer"
 DEFAULTS = {"layers": 2, "d_model": 64, "heads": 4}

@@ -3,7 +3,7 @@
 import pytest
 
 from gossip.errors import ConfigError
-from gossip.peer.addresses import check_address, parse_peers
+from gossip.launch.addresses import check_address, parse_peers
 
 
 def test_comma_separated_list():

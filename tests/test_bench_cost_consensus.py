@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from gossip.bench.consensus import contraction_rate, gossip_distances, measure_consensus
+from gossip.bench.cost_model import out_degrees, peer_finish_times, round_times, send_times
 from gossip.topology import make_topology, slem
-from sims.bench.consensus import contraction_rate, gossip_distances, measure_consensus
-from sims.bench.cost_model import out_degrees, peer_finish_times, round_times, send_times
 
 # 1 MB messages on 1 Gbit/s: 8 ms per message on the uplink; 1 ms latency; 2 ms compute
 MSG, BW, LAT, COMPUTE = 1_000_000, 1e9, 1e-3, 2e-3

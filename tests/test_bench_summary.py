@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from sims.bench.summary import rank_correlation, summarise, targets, winners
+from gossip.bench.ranking import rank_correlation, summarise, targets, winners
 
 
 def run(topology, seed, acc, per_round_bytes, partition="iid"):

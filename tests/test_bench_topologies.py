@@ -116,8 +116,8 @@ def test_bad_config_is_one_line_error(tmp_path, capsys, text, message):
 
 
 def test_runs_are_deterministic():
-    from sims.bench.runner import run_suite
-    from sims.bench.suite import QUICK, suite_from_dict
+    from gossip.bench.runner import run_suite
+    from gossip.bench.suite import QUICK, suite_from_dict
 
     suite = suite_from_dict({"topologies": ["random_matching"], "peers": [4],
                              "partitions": ["dirichlet"], "consensus_rounds": 10,

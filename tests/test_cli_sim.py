@@ -9,8 +9,8 @@ import pytest
 
 from gossip.cli import main
 from gossip.config import Config, resolve
-from sims.experiment import build_experiment
-from sims.run import simulate
+from gossip.experiment import build_experiment
+from gossip.simulate import simulate
 
 SMALL = ["--peers", "4", "--rounds", "4", "--eval-every", "2", "--no-progress",
          "--set", "model_options={hidden=[16]}"]

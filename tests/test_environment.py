@@ -7,7 +7,7 @@ import pytest
 from peer_utils import FAST, gossip_cmd, records, started
 
 from gossip.errors import ConfigError
-from gossip.peer.environment import (
+from gossip.launch.environment import (
     LaunchEnv,
     addresses_for_hosts,
     detect_launch_env,
@@ -16,7 +16,7 @@ from gossip.peer.environment import (
     hosts_by_rank,
     peer_identity,
 )
-from gossip.peer.launch import free_ports
+from gossip.launch.local import free_ports
 
 # What `srun` (sbatch -N 2, --ntasks-per-node 2) gives task 3.
 SRUN = {

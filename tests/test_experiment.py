@@ -9,13 +9,13 @@ import numpy as np
 from gossip.cli import main
 from gossip.config import Config
 from gossip.data import peer_shard
-from gossip.training import run_keys
-from sims.experiment import (
+from gossip.experiment import (
     build_experiment,
     init_peer_params,
     init_stacked_params,
     stack_shards,
 )
+from gossip.training import run_keys
 
 SMALL = Config(peers=5, partition="dirichlet", alpha=0.3, model_options={"hidden": [8]})
 

@@ -13,10 +13,10 @@ from peer_utils import FAST, gossip_cmd, records, started
 
 from gossip.cli import main
 from gossip.errors import ConfigError
-from gossip.peer.hostfile import Slot
-from gossip.peer.keys import key_archive, launch_keys, unpack_keys_command
-from gossip.peer.launch import free_ports, peer_command
-from gossip.peer.ssh_launch import peer_remote_command
+from gossip.launch.hostfile import Slot
+from gossip.launch.keys import key_archive, launch_keys, unpack_keys_command
+from gossip.launch.local import free_ports, peer_command
+from gossip.launch.ssh import peer_remote_command
 from gossip.wire import CurveKeys, KeyFileError, load_keys, write_keys
 
 

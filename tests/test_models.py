@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from gossip.models import MODELS, Model, make_model
 
 from gossip.errors import ConfigError
-from models import MODELS, Model, make_model
 
 
 @pytest.fixture(autouse=True)

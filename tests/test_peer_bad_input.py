@@ -9,8 +9,8 @@ import zmq
 from peer_utils import FAST, gossip_cmd, records, started, wait_for
 
 from gossip.config import resolve
-from gossip.peer.launch import free_ports
-from gossip.peer.setup import build_peer_task
+from gossip.launch.local import free_ports
+from gossip.launch.peer_task import build_peer_task
 from gossip.wire import encode, make_template
 
 ROUNDS = 20

@@ -15,7 +15,7 @@ from peer_utils import (
     wait_for,
 )
 
-from gossip.peer.launch import free_ports
+from gossip.launch.local import free_ports
 
 DEADLINE = 0.5
 

@@ -15,8 +15,8 @@ from netns import bridged_namespaces, netns_available
 from peer_utils import gossip_cmd, processes_mentioning, records, started, wait_for
 
 from gossip.config import resolve
+from gossip.launch.results import summarise_run
 from gossip.peer.checkpoint import checkpoint_path, load_checkpoint
-from gossip.peer.summary import summarise_run
 
 N, ROUNDS, VICTIM, KILL_AT = 8, 40, 3, 10
 SETTINGS = ["--rounds", str(ROUNDS), "--seed", "5", "--local-steps", "20", "--lr", "0.02",
@@ -76,7 +76,7 @@ def crash_and_resume(tmp_path: Path, prefix: list[str]) -> None:
     assert victim[-1]["round"] == ROUNDS and victim[-1]["catch_ups"] >= 1
     assert "caught up from round" in log
 
-    from sims.experiment import build_experiment
+    from gossip.experiment import build_experiment
     config = resolve({}, {"peers": N, "rounds": ROUNDS, "seed": 5, "local_steps": 20,
                           "lr": 0.02, "model_options": {"hidden": [32]}})
     summary = summarise_run(build_experiment(config), out, 0.0)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from gossip.config import resolve
+from gossip.launch.local import free_ports
+from gossip.launch.peer_task import build_peer_task, run_digest
 from gossip.peer.checkpoint import CheckpointError, checkpoint_path, load_checkpoint
-from gossip.peer.launch import free_ports
 from gossip.peer.runtime import Peer, PeerOptions
-from gossip.peer.setup import build_peer_task, run_digest
 
 
 def test_two_peers_in_threads_compile_once_and_agree(tmp_path):

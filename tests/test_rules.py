@@ -7,7 +7,7 @@ import pytest
 
 from gossip.errors import ConfigError
 from gossip.rules import RULES, make_rule, renormalised_average, weighted_sum
-from sims.simulator import MixingGraph, gather_mix
+from gossip.sim.simulator import MixingGraph, gather_mix
 
 
 def _params(n: int, key: jax.Array) -> dict:

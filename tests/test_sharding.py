@@ -8,13 +8,13 @@ import sys
 import jax
 import numpy as np
 
-from sims.sharding import peer_sharding
+from gossip.sim.sharding import peer_sharding
 
 SCRIPT = """
 import json, jax, numpy as np
 from gossip.config import Config
-from sims.experiment import build_experiment
-from sims.run import simulate
+from gossip.experiment import build_experiment
+from gossip.simulate import simulate
 cfg = Config(peers=8, topology="one_peer_exponential", rounds=6, eval_every=3,
              model_options={"hidden": [16]})
 record, params = simulate(build_experiment(cfg), progress=False)

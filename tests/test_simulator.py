@@ -7,10 +7,10 @@ import optax
 import pytest
 
 from gossip.rules import make_rule
+from gossip.sim.simulator import PeerData, make_simulator
+from gossip.simulate import mixing_graph
 from gossip.topology import make_topology
 from gossip.training import round_key, sample_batch
-from sims.run import mixing_graph
-from sims.simulator import PeerData, make_simulator
 
 
 def linear_loss(params, x, y):

@@ -23,8 +23,8 @@ from netns import Network, bridged_namespaces, netns_available
 from peer_utils import FAST, gossip_cmd, processes_mentioning, records, started, wait_for
 
 from gossip.errors import ConfigError
-from gossip.peer.hostfile import Host, Slot, assign, parse_hostfile, read_hostfile
-from gossip.peer.ssh_launch import (
+from gossip.launch.hostfile import Host, Slot, assign, parse_hostfile, read_hostfile
+from gossip.launch.ssh import (
     SshOptions,
     check_options,
     forwarded_env,

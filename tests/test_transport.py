@@ -8,7 +8,7 @@ import pytest
 import zmq
 from peer_utils import wait_for
 
-from gossip.peer.launch import free_ports
+from gossip.launch.local import free_ports
 from gossip.wire import Transport, load_keys, write_keys
 
 

@@ -1,1 +1,2 @@
-"""Real peers: the round loop over ZeroMQ, the peer list, and the launchers (local, ssh)."""
+"""The real peer (a driver): the round loop over ZeroMQ, its inbox, membership and
+checkpoints."""

@@ -42,7 +42,7 @@ from gossip.peer.membership import Membership
 from gossip.peer.task import PeerOptions, PeerTask
 from gossip.pytree import save_npz
 from gossip.rules import add_local_update
-from gossip.summary import METRIC_SHORT
+from gossip.summary_table import METRIC_SHORT
 from gossip.training import make_local_round, make_local_step, round_key
 from gossip.wire import Template, Transport, encode, make_template
 

@@ -20,7 +20,7 @@ Params = Any
 
 @dataclasses.dataclass(frozen=True)
 class PeerTask:
-    """What one peer trains: built from a run config by ``gossip.peer.setup``.
+    """What one peer trains: built from a run config by ``gossip.launch.peer_task``.
 
     Attributes:
         peer_id: this peer's id in [0, n).

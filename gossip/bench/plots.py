@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from sims.bench.summary import Group, group_of, groups
+from gossip.bench.ranking import Group, group_of, groups
 
 
 def _pyplot() -> Any:

@@ -312,7 +312,7 @@ def peer_identity(peer_id: int | None, peers: str | None, port_base: int,
         ConfigError: an id or peer list that is neither given nor known from the launcher,
             or a peer list whose length differs from the launcher's number of peers.
     """
-    from gossip.peer.addresses import parse_peers
+    from gossip.launch.addresses import parse_peers
 
     launch = detect_launch_env(environ)
     where = f" ({launch.source} says {launch.world_size} peers)" if launch else ""

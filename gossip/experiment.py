@@ -17,12 +17,12 @@ import optax
 
 from gossip.config import Config
 from gossip.data import Dataset, load_dataset, partition
+from gossip.models import Model, make_model
 from gossip.optim import make_optimizer
 from gossip.rules import DEFAULT_WEIGHTS, GossipRule, make_rule
+from gossip.sim.simulator import PeerData
 from gossip.topology import Topology, make_topology
 from gossip.training import init_key_for
-from models import Model, make_model
-from sims.simulator import PeerData
 
 Params = Any
 

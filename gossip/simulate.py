@@ -15,13 +15,13 @@ from tqdm import tqdm
 
 from gossip.config import Config
 from gossip.evaluate import evaluation_record, make_evaluator
+from gossip.experiment import Experiment, build_experiment, init_stacked_params, stack_shards
 from gossip.pytree import save_npz, tree_nbytes
-from gossip.summary import METRIC_SHORT, summary_table
+from gossip.sim.sharding import peer_sharding, shard_peers
+from gossip.sim.simulator import DEFAULT_PEER_CHUNK, MixingGraph, make_simulator
+from gossip.summary_table import METRIC_SHORT, summary_table
 from gossip.topology import Topology
 from gossip.training import run_keys
-from sims.experiment import Experiment, build_experiment, init_stacked_params, stack_shards
-from sims.sharding import peer_sharding, shard_peers
-from sims.simulator import DEFAULT_PEER_CHUNK, MixingGraph, make_simulator
 
 
 def mixing_graph(topology: Topology, round_: int) -> tuple[MixingGraph, int]:

@@ -31,7 +31,7 @@ def build_peer_task(config: Config, peer_id: int) -> PeerTask:
         ConfigError: a bad config (as for ``gossip sim``) or a peer id out of range.
     """
     # The experiment builder pulls in the model zoo, which gossip/ never imports at load time.
-    from sims.experiment import build_experiment, init_peer_params
+    from gossip.experiment import build_experiment, init_peer_params
 
     check_int("peer id", peer_id, 0, config.peers - 1)
     exp = build_experiment(config)

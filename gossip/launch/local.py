@@ -9,7 +9,7 @@ parameters together (average model, consensus distance) and prints the same summ
 ``gossip sim``; it exits 1 when any peer failed, naming it and quoting its last log line.
 
 Also the pieces every launcher shares (``gossip launch --hostfile`` in
-:mod:`gossip.peer.ssh_launch`): :class:`Child`, :func:`supervise` (start, follow, always
+:mod:`gossip.launch.ssh`): :class:`Child`, :func:`supervise` (start, follow, always
 stop), :func:`terminate` and :func:`report` (failure lines, summary).
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 from tqdm import tqdm
 
 from gossip.config import Config
-from gossip.peer.keys import launch_keys
+from gossip.launch.keys import launch_keys
 
 GRACE_S = 5.0
 POLL_S = 0.2
@@ -191,7 +191,7 @@ def report(status: int, children: list[Child], exp: Any, out: Path, wall_time: f
     failed = [c for c in children if c.proc.returncode != 0]
     for c in failed:
         print(c.failure(), file=sys.stderr)
-    from gossip.peer.summary import summarise_run
+    from gossip.launch.results import summarise_run
 
     summarise_run(exp, out, wall_time)
     return 1 if failed else 0
@@ -237,13 +237,13 @@ def launch_local(config: Config, progress: bool = True, log_level: str = "warnin
         progress: show the progress bar.
         log_level: the peers' log level.
         keys: ``--keys``: a directory of CURVE keys, or ``"auto"`` (fresh ones in
-            ``OUT/keys``); None: no encryption (:func:`gossip.peer.keys.launch_keys`).
+            ``OUT/keys``); None: no encryption (:func:`gossip.launch.keys.launch_keys`).
 
     Returns:
         The exit status: 0 when every peer finished, 1 when one failed, 130/143 when stopped
         by SIGINT/SIGTERM.
     """
-    from sims.experiment import build_experiment  # validates everything before any start
+    from gossip.experiment import build_experiment  # validates everything before any start
 
     exp = build_experiment(config)
     n, out = config.peers, Path(config.out)

@@ -1,10 +1,10 @@
 """``gossip launch --hostfile HOSTS``: the peers of one run on several machines, over ssh.
 
 The launcher validates the config (nothing starts on a bad one), gives the peers ids and
-ports from the hostfile (:mod:`gossip.peer.hostfile`), writes ``config.toml`` and
+ports from the hostfile (:mod:`gossip.launch.hostfile`), writes ``config.toml`` and
 ``peers.txt`` into a run directory on every host (``ssh HOST 'mkdir -p DIR && cat >
 DIR/FILE'``), with ``--keys`` also ``DIR/keys`` (a tar stream on stdin: every public key, the
-secret keys of the host's own peers; :mod:`gossip.peer.keys`), and starts each peer with one
+secret keys of the host's own peers; :mod:`gossip.launch.keys`), and starts each peer with one
 ssh::
 
     ssh -o BatchMode=yes HOST 'cd DIR && exec env NAME=VALUE ... gossip peer --id I
@@ -15,7 +15,7 @@ The peer prints each round's metrics record on stdout (``--stream-metrics``); th
 the progress bar and are kept in ``OUT/peer-XXXX.jsonl``; its other output and ssh's own
 go to ``OUT/logs/peer-XXXX.log``. When every ssh has exited, one ssh per host streams the
 peers' metrics and final parameters back as a tar archive, and the run is summarised as
-``gossip launch --local`` does (:func:`gossip.peer.launch.report`).
+``gossip launch --local`` does (:func:`gossip.launch.local.report`).
 
 Stopping: the launcher closes every ssh's stdin, so each remote peer sees EOF on its stdin
 and exits (``--watch-stdin``), then terminates the ssh processes (SIGTERM, SIGKILL after a
@@ -45,10 +45,10 @@ from typing import IO, Any
 
 from gossip.config import Config, config_from_args
 from gossip.errors import ConfigError
-from gossip.peer.addresses import PORT_BASE
-from gossip.peer.hostfile import Host, Slot, assign, read_hostfile
-from gossip.peer.keys import REMOTE_KEYS, key_archive, launch_keys, unpack_keys_command
-from gossip.peer.launch import (
+from gossip.launch.addresses import PORT_BASE
+from gossip.launch.hostfile import Host, Slot, assign, read_hostfile
+from gossip.launch.keys import REMOTE_KEYS, key_archive, launch_keys, unpack_keys_command
+from gossip.launch.local import (
     POLL_S,
     Child,
     die_with_parent,
@@ -322,7 +322,7 @@ def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bo
         The exit status: 0 when every peer finished, 1 when one failed or a host could not
         be prepared, 130/143 when stopped by SIGINT/SIGTERM.
     """
-    from sims.experiment import build_experiment  # validates everything before any start
+    from gossip.experiment import build_experiment  # validates everything before any start
 
     exp = build_experiment(config)
     env = forwarded_env(os.environ, opts.env)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from sims.bench.summary import Group, rank_correlation, summarise, targets, winners
+from gossip.bench.ranking import Group, rank_correlation, summarise, targets, winners
 
 SPARSE_EXCLUDED = ("complete", "star")  # baselines: all-reduce and parameter server
 SCHEMA_VERSION = 1

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from gossip.config import add_config_flags, config_from_args
-from gossip.peer import ssh_launch
-from gossip.peer.addresses import PORT_BASE
+from gossip.launch import ssh as ssh_launch
+from gossip.launch.addresses import PORT_BASE
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -44,11 +44,11 @@ def _stop_at_stdin_eof() -> None:
 
 def run_peer_command(args: argparse.Namespace) -> int:
     """``gossip peer``: builds this peer's task from the config and runs it."""
-    from gossip.peer.addresses import check_address
+    from gossip.launch.addresses import check_address
+    from gossip.launch.environment import peer_identity
+    from gossip.launch.peer_task import build_peer_task, run_digest
     from gossip.peer.checkpoint import CheckpointError
-    from gossip.peer.environment import peer_identity
     from gossip.peer.runtime import Peer, PeerOptions
-    from gossip.peer.setup import build_peer_task, run_digest
     from gossip.wire import KeyFileError, load_keys
 
     peer_id, addresses = peer_identity(args.id, args.peer_list, args.port_base)
@@ -93,7 +93,7 @@ def run_peer_command(args: argparse.Namespace) -> int:
 
 def run_launch_command(args: argparse.Namespace) -> int:
     """``gossip launch --local N`` or ``gossip launch --hostfile HOSTS``."""
-    from gossip.peer.launch import launch_local
+    from gossip.launch.local import launch_local
 
     if args.hostfile:
         return ssh_launch.run_hostfile_command(args)

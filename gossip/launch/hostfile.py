@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from gossip.errors import ConfigError
-from gossip.peer.addresses import check_address
+from gossip.launch.addresses import check_address
 
 _HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9.\-_]*|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*)$")
 _SLOTS = re.compile(r"^slots=(\d+)$")

@@ -1,8 +1,8 @@
 """Runs the topology suite: one simulation per grid point, the cost model, pure gossip.
 
 Every run is a ``gossip.config.Config`` built from the suite, run with
-``sims.run.simulate``; its metrics records (one every ``eval_every`` rounds) are kept with the
-bytes each peer has sent and the modelled time of every network at the same rounds.
+``gossip.simulate.simulate``; its metrics records (one every ``eval_every`` rounds) are kept
+with the bytes each peer has sent and the modelled time of every network at the same rounds.
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
 
+from gossip.bench.consensus import measure_consensus
+from gossip.bench.cost_model import out_degrees, round_times
+from gossip.bench.plots import write_plots
+from gossip.bench.report import RAW_KEYS, build_results, markdown, write_json
+from gossip.bench.suite import SuiteConfig, TaskSpec, topology_options
 from gossip.config import Config
 from gossip.errors import ConfigError
+from gossip.experiment import Experiment, build_experiment
+from gossip.simulate import message_nbytes, simulate
 from gossip.topology import make_topology
 from gossip.training import make_local_step
-from sims.bench.consensus import measure_consensus
-from sims.bench.cost_model import out_degrees, round_times
-from sims.bench.plots import write_plots
-from sims.bench.report import RAW_KEYS, build_results, markdown, write_json
-from sims.bench.suite import SuiteConfig, TaskSpec, topology_options
-from sims.experiment import Experiment, build_experiment
-from sims.run import message_nbytes, simulate
 
 Log = Callable[[str], None]
 RECORD_KEYS = ("round", "loss", "avg_model_acc", "local_acc_mean", "local_acc_min",

@@ -19,7 +19,7 @@ import numpy as np
 from gossip.evaluate import evaluation_record, make_evaluator
 from gossip.peer.inbox import Counters
 from gossip.pytree import load_npz
-from gossip.summary import METRIC_SHORT, summary_table
+from gossip.summary_table import METRIC_SHORT, summary_table
 
 
 def last_record(path: Path) -> dict[str, Any] | None:
@@ -40,7 +40,7 @@ def summarise_run(exp: Any, out: Path, wall_time: float) -> dict[str, Any] | Non
     """Evaluates the final parameters in ``out/params`` and writes ``out/metrics.jsonl``.
 
     Args:
-        exp: the run's ``sims.experiment.Experiment``.
+        exp: the run's ``gossip.experiment.Experiment``.
         out: the run's output directory.
         wall_time: seconds the run took.
 

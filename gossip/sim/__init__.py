@@ -1,0 +1,1 @@
+"""The round simulator: every peer stacked on a leading axis, one jitted round (a driver)."""
