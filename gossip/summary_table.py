@@ -7,12 +7,23 @@ from typing import Any
 METRIC_SHORT = {"accuracy": "acc", "rmse": "rmse"}
 
 
-def human_bytes(n: float) -> str:
-    """``1536 -> '1.5 KiB'``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+def human_bytes(n: float | None, spec: str = ".1f") -> str:
+    """Bytes in binary units: ``1536 -> '1.5 KiB'``; '–' for None.
+
+    Args:
+        n: a byte count (mean counts may be fractional), or None.
+        spec: the format of the number above 1 KiB: ``".1f"`` (one decimal, the run
+            summary) or ``".3g"`` (three significant digits, the benchmark report).
+            Counts below 1 KiB are whole bytes.
+    """
+    if n is None:
+        return "–"
+    if abs(n) < 1024:
+        return f"{int(n)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
         n /= 1024
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:{spec}} {unit}"
     raise AssertionError("unreachable")
 
 
@@ -27,6 +38,9 @@ def summary_table(record: dict[str, Any], metric_name: str) -> str:
         (f"local-model test {metric_name} min / max",
          f"{record[f'local_{short}_min']:.4f} / {record[f'local_{short}_max']:.4f}"),
         ("consensus distance", f"{record['consensus_distance']:.3e}"),
+        *([("rel. distance to optimum, average model", f"{record['opt_distance']:.3e}"),
+           ("rel. distance to optimum, farthest peer", f"{record['opt_distance_max']:.3e}")]
+          if "opt_distance" in record else []),
         ("bytes sent (payload, all peers)", human_bytes(record["bytes_sent"])),
         ("wall time", f"{record['time']:.1f} s"),
     ]

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from gossip.bench.ranking import Group, rank_correlation, summarise, targets, winners
+from gossip.summary_table import human_bytes as _human_bytes
 
 SPARSE_EXCLUDED = ("complete", "star")  # baselines: all-reduce and parameter server
 SCHEMA_VERSION = 1
@@ -38,14 +39,8 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 
 def human_bytes(n: float | None) -> str:
-    """``1536 -> '1.5 KiB'``; '–' for None."""
-    if n is None:
-        return "–"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.3g} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+    """``gossip.summary_table.human_bytes`` to three significant digits: ``'67.3 KiB'``."""
+    return _human_bytes(n, ".3g")
 
 
 def human_time(s: float | None) -> str:
