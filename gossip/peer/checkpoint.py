@@ -27,11 +27,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 from gossip.errors import check_int
-from gossip.pytree import describe, leaf_paths, save_npz
+from gossip.pytree import leaf_paths, save_npz, tree_from_arrays
 
 FORMAT = 1
 META_KEY = "__meta__"
@@ -179,16 +178,6 @@ def load_checkpoint(path: Path | str,
         extra = sorted(set(stored[name]) - set(keys))
         if extra:
             raise CheckpointError(f"checkpoint {path}: leaf {extra[0]!r} is not in the template")
-        leaves = []
-        for key, ref in zip(keys, jax.tree.leaves(template), strict=True):
-            if key not in arrays:
-                raise CheckpointError(f"checkpoint {path}: leaf {key!r} is missing")
-            arr = arrays[key]
-            if arr.shape != tuple(ref.shape) or arr.dtype != np.dtype(ref.dtype):
-                raise CheckpointError(f"checkpoint {path}: leaf {key!r} is {describe(arr)}, "
-                                      f"expected {describe(ref)}")
-            if jax.dtypes.issubdtype(arr.dtype, np.inexact) and not np.isfinite(arr).all():
-                raise CheckpointError(f"checkpoint {path}: leaf {key!r} is not finite")
-            leaves.append(arr)
-        trees[name] = jax.tree.unflatten(jax.tree.structure(template), leaves)
+        trees[name] = tree_from_arrays(arrays, {name: template}, f"checkpoint {path}",
+                                       finite=True, error=CheckpointError)[name]
     return trees, payload["meta"]
