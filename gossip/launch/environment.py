@@ -12,11 +12,11 @@ import itertools
 import math
 import os
 import re
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from gossip.errors import ConfigError, check_int
+from gossip.launch.addresses import addresses_for_hosts, parse_peers
 
 _T = TypeVar("_T")
 
@@ -143,32 +143,6 @@ def hosts_by_rank(nodes: list[str], tasks_per_node: list[int]) -> list[str]:
                           "entries")
     return [node for node, count in zip(nodes, tasks_per_node, strict=True)
             for _ in range(count)]
-
-
-def addresses_for_hosts(hosts: Sequence[str], port_base: int) -> list[str]:
-    """The peer list for one peer per rank on the given hosts.
-
-    Rank i gets ``tcp://HOST:PORT`` with PORT ``port_base`` plus the number of lower ranks on
-    the same host: ``(["a", "a", "b"], 29500)`` gives tcp://a:29500, tcp://a:29501 and
-    tcp://b:29500.
-
-    Raises:
-        ConfigError: a port base outside 1..65535, or more ranks on one host than ports left
-            above it.
-    """
-    check_int("port_base", port_base, 1, 65535)
-    per_host = Counter(hosts)
-    if per_host:
-        host, most = per_host.most_common(1)[0]
-        if port_base + most - 1 > 65535:
-            raise ConfigError(f"port_base {port_base} with {most} peers on host {host!r} "
-                              f"needs ports up to {port_base + most - 1}; the highest is 65535")
-    seen: Counter[str] = Counter()
-    addresses = []
-    for host in hosts:
-        addresses.append(f"tcp://{host}:{port_base + seen[host]}")
-        seen[host] += 1
-    return addresses
 
 
 def _first_set(env: Mapping[str, str], names: Sequence[str]) -> str | None:
@@ -312,8 +286,6 @@ def peer_identity(peer_id: int | None, peers: str | None, port_base: int,
         ConfigError: an id or peer list that is neither given nor known from the launcher,
             or a peer list whose length differs from the launcher's number of peers.
     """
-    from gossip.launch.addresses import parse_peers
-
     launch = detect_launch_env(environ)
     where = f" ({launch.source} says {launch.world_size} peers)" if launch else ""
     if peers is not None:

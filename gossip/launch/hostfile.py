@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from gossip.errors import ConfigError
-from gossip.launch.addresses import check_address
+from gossip.launch.addresses import host_addresses
 
 _HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9.\-_]*|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*)$")
 _SLOTS = re.compile(r"^slots=(\d+)$")
@@ -104,16 +104,13 @@ def read_hostfile(path: str | Path) -> list[Host]:
 
 
 def assign(hosts: list[Host], port_base: int) -> list[Slot]:
-    """Gives every slot its peer id (file order) and port (``port_base`` + index on its host).
+    """Gives every slot its peer id (file order), port (``port_base`` + index on its host) and
+    address (``gossip.launch.addresses.host_addresses``).
 
     Raises:
-        ConfigError: a port above 65535.
+        ConfigError: a port base outside 1..65535, or a port above 65535 (naming the line).
     """
-    slots = []
-    for host in hosts:
-        for j in range(host.slots):
-            port = port_base + j
-            name = f"[{host.name}]" if ":" in host.name else host.name  # IPv6
-            address = check_address(f"tcp://{name}:{port}", host.where)
-            slots.append(Slot(len(slots), host.name, port, address))
-    return slots
+    names = [host.name for host in hosts for _ in range(host.slots)]
+    lines = [host.where for host in hosts for _ in range(host.slots)]
+    return [Slot(peer, name, port, address) for peer, (name, (port, address))
+            in enumerate(zip(names, host_addresses(names, port_base, lines), strict=True))]
