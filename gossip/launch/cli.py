@@ -62,16 +62,8 @@ def run_peer_command(args: argparse.Namespace) -> int:
         logging.getLogger("gossip.peer").error("%s", e)
         return 1
     task = build_peer_task(config, peer_id)
-    options = PeerOptions(addresses=addresses, out_dir=Path(config.out),
-                          round_deadline=config.round_deadline,
-                          startup_timeout=config.startup_timeout, max_ahead=config.max_ahead,
-                          save_params=config.save_params, bind=bind,
-                          heartbeat_interval=config.heartbeat_interval,
-                          heartbeat_timeout=config.heartbeat_timeout,
-                          catchup_after=config.catchup_after,
-                          checkpoint_every=config.checkpoint_every, resume=args.resume,
-                          run_digest=run_digest(config),
-                          keys=keys)
+    options = PeerOptions.from_config(config, addresses, bind=bind, resume=args.resume,
+                                      run_digest=run_digest(config), keys=keys)
     signal.signal(signal.SIGTERM, _on_sigterm)
     if args.watch_stdin:
         _stop_at_stdin_eof()

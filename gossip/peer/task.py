@@ -10,12 +10,14 @@ import jax
 import numpy as np
 import optax
 
+from gossip.config import FIELDS, Config
 from gossip.rules import GossipRule
 from gossip.topology import Topology
 from gossip.training import LossFn
 from gossip.wire import CurveKeys
 
 Params = Any
+_RUN = Config()  # the run defaults (docs/config.md) of the options a config also sets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +77,8 @@ class PeerOptions:
         catchup_after: rounds behind its freshest neighbour at which a peer catches up.
         checkpoint_every: write ``OUT/checkpoints/peer-XXXX.npz`` every this many rounds
             and after the last (0: never).
+
+    The defaults of the fields a run config also has are ``gossip.config.Config``'s.
         resume: start from this peer's checkpoint (from round 0 if there is none).
         run_digest: identifies the run's training configuration; a checkpoint of another
             run is refused.
@@ -85,15 +89,30 @@ class PeerOptions:
 
     addresses: list[str]
     out_dir: Path
-    round_deadline: float = 30.0
-    startup_timeout: float = 60.0
-    max_ahead: int = 8
-    save_params: bool = False
+    round_deadline: float = _RUN.round_deadline
+    startup_timeout: float = _RUN.startup_timeout
+    max_ahead: int = _RUN.max_ahead
+    save_params: bool = _RUN.save_params
     bind: str | None = None
-    heartbeat_interval: float = 1.0
-    heartbeat_timeout: float = 5.0
-    catchup_after: int = 3
-    checkpoint_every: int = 0
+    heartbeat_interval: float = _RUN.heartbeat_interval
+    heartbeat_timeout: float = _RUN.heartbeat_timeout
+    catchup_after: int = _RUN.catchup_after
+    checkpoint_every: int = _RUN.checkpoint_every
     resume: bool = False
     run_digest: str = ""
     keys: CurveKeys | None = None
+
+    @classmethod
+    def from_config(cls, config: Config, addresses: list[str], **options: Any) -> PeerOptions:
+        """The options of a peer of the run ``config``.
+
+        Args:
+            config: the run configuration: ``out`` and every key named like a field here
+                (``round_deadline``, ``checkpoint_every`` ...).
+            addresses: every peer's address.
+            **options: the fields a config does not set (``bind``, ``resume``, ``run_digest``,
+                ``keys``).
+        """
+        shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls)
+                  if f.name in FIELDS}
+        return cls(addresses=addresses, out_dir=Path(config.out), **shared, **options)
