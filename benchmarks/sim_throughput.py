@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from gossip.config import Config
 from gossip.experiment import build_experiment, init_stacked_params, stack_shards
+from gossip.round import PeerState, Shard, make_peer_round
 from gossip.sim.simulator import DEFAULT_PEER_CHUNK, make_simulator
 from gossip.simulate import mixing_graph
 from gossip.training import make_local_round, make_local_step, round_key, run_keys, sample_batch
@@ -80,23 +81,20 @@ def bench(n: int, batch: int, repeats: int, loop_repeats: int) -> dict:
 
     central_s = _median_time(central_step, repeats)
 
-    local_round = jax.jit(make_local_round(step, batch, 1))
-    message = jax.jit(exp.rule.message)
-    mix = jax.jit(exp.rule.mix)
-    peers = [{"p": jax.tree.map(lambda a, i=i: a[i], state.params),
-              "o": jax.tree.map(lambda a, i=i: a[i], state.opt_state),
-              "r": jax.tree.map(lambda a, i=i: a[i], state.rule_state)} for i in range(n)]
+    peer_round = make_peer_round(exp.rule, make_local_round(step, batch, 1))
+    begin, finish = jax.jit(peer_round.begin), jax.jit(peer_round.finish)
+    stacked = PeerState(state.params, state.opt_state, state.rule_state)
+    peers = [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(n)]
+    shards = [Shard(data.x[i], data.y[i], data.size[i]) for i in range(n)]
     nbr, w, sw = (jax.device_get(a) for a in graph)
 
     def loop_round():
-        for i, peer in enumerate(peers):
-            peer["p"], peer["o"], _ = local_round(peer["p"], peer["o"], data.x[i], data.y[i],
-                                                  data.size[i], round_key(train_key, i, 0))
-        msgs = [message(peer["p"], peer["r"]) for peer in peers]
-        for i, peer in enumerate(peers):
-            payloads = jax.tree.map(lambda *xs: jnp.stack(xs), *[msgs[j] for j in nbr[i]])
-            peer["p"], peer["r"] = mix(peer["p"], peer["r"], payloads, w[i], sw[i])
-        return peers[-1]["p"]
+        started = [begin(peers[i], shards[i], round_key(train_key, i, 0)) for i in range(n)]
+        for i in range(n):
+            payloads = jax.tree.map(lambda *xs: jnp.stack(xs),
+                                    *[started[j][0] for j in nbr[i]])
+            peers[i] = finish(started[i][1], payloads, w[i], sw[i])
+        return peers[-1].params
 
     loop_s = _median_time(loop_round, loop_repeats)
     return {"peers": n, "batch_per_peer": batch, "sim_s": sim_s, "central_s": central_s,

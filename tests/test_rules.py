@@ -7,7 +7,8 @@ import pytest
 
 from gossip.errors import ConfigError
 from gossip.rules import RULES, make_rule, renormalised_average, weighted_sum
-from gossip.sim.simulator import MixingGraph, gather_mix
+from gossip.sim.simulator import gather
+from gossip.topology import RoundGraph
 
 
 def _params(n: int, key: jax.Array) -> dict:
@@ -15,18 +16,20 @@ def _params(n: int, key: jax.Array) -> dict:
     return {"w": jax.random.normal(k1, (n, 3, 2)), "b": jax.random.normal(k2, (n, 2))}
 
 
-def _ring(n: int) -> MixingGraph:
+def _ring(n: int) -> RoundGraph:
     i = np.arange(n)
     nbr = np.stack([(i - 1) % n, (i + 1) % n], axis=1).astype(np.int32)
     w = np.full((n, 2), 1 / 3, np.float32)
-    return MixingGraph(jnp.asarray(nbr), jnp.asarray(w), jnp.full((n,), 1 / 3, jnp.float32))
+    return RoundGraph(jnp.asarray(nbr), jnp.asarray(w), jnp.full((n,), 1 / 3, jnp.float32))
 
 
 def _gossip(rule, params, graph, rounds):
     state = jax.vmap(rule.init)(params)
     for _ in range(rounds):
         messages = jax.vmap(rule.message)(params, state)
-        params, state = gather_mix(rule, params, state, messages, graph)
+        payloads = gather(messages, graph.neighbours)
+        params, state = jax.vmap(rule.mix)(params, state, payloads, graph.weights,
+                                           graph.self_weight)
     return params, state
 
 
@@ -85,7 +88,7 @@ def test_push_sum_conserves_mass_and_averages_on_a_directed_graph(key):
     nbr = np.array([[4, 0], [0, 1], [0, 1], [0, 2], [0, 3]], np.int32)
     w = np.array([[0.5, 0], [0.2, 0], [0.2, 0.5], [0.2, 0.5], [0.2, 0.5]], np.float32)
     self_w = np.array([0.2, 0.5, 0.5, 0.5, 0.5], np.float32)
-    graph = MixingGraph(jnp.asarray(nbr), jnp.asarray(w), jnp.asarray(self_w))
+    graph = RoundGraph(jnp.asarray(nbr), jnp.asarray(w), jnp.asarray(self_w))
     rule = make_rule("push_sum")
     params = _params(n, key)
     out, state = _gossip(rule, params, graph, rounds=200)

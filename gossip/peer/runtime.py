@@ -1,15 +1,16 @@
 """The real peer: the synchronous round loop of DESIGN §3 over ZeroMQ, with failures.
 
-A peer drives the same pure functions as the simulator (``make_local_round``, the gossip
-rule's ``message`` and ``mix``, ``round_key``), so N peer processes and the simulator with N
-peers end with the same parameters. Round t:
+A peer runs the per-peer round of :mod:`gossip.round`, the same pure functions the
+simulator vmaps, so N peer processes and the simulator with N peers end with the same
+parameters. The round's order lives there; the peer only moves messages and keeps time.
+Round t:
 
-1. compute: H local steps; the message is taken after them (``"atc"``) or, for ``"cta"``
-   rules, before them, so it is sent while the steps run;
+1. ``early``/``local``: the message and the H local steps (a ``cta`` rule's message is
+   ready before the steps and is sent while they run);
 2. send the message to the live out-neighbours of round t as soon as it is ready;
 3. wait, at most ``round_deadline`` seconds after the computation, for the round-t
    messages of the in-neighbours (a receiving thread validates and queues them meanwhile);
-4. mix with what arrived, missing slots weighted 0 and the rest renormalised by the rule.
+4. ``finish`` with what arrived, missing slots weighted 0.
 
 Failures (see ``membership``): a round waits only for live neighbours that are not lagging;
 a peer that lost every neighbour pauses until one returns (at most ``startup_timeout``); a
@@ -41,7 +42,7 @@ from gossip.peer.inbox import Counters, Inbox
 from gossip.peer.membership import Membership
 from gossip.peer.task import PeerOptions, PeerTask
 from gossip.pytree import save_npz
-from gossip.rules import add_local_update
+from gossip.round import PeerState, Shard, make_peer_round
 from gossip.summary_table import METRIC_SHORT
 from gossip.training import make_local_round, make_local_step, round_key
 from gossip.wire import Template, Transport, encode, make_template
@@ -53,14 +54,14 @@ class _Compiled:
     """The peer's jitted functions, compiled once before the first round."""
 
     def __init__(self, task: PeerTask) -> None:
-        rule = task.rule
-        local_round = make_local_round(make_local_step(task.loss_fn, task.optimizer),
-                                       task.batch_size, rule.local_steps)
-        self.local_round = jax.jit(local_round)
-        self.message = jax.jit(rule.message)
-        self.mix = jax.jit(rule.mix)
+        peer_round = make_peer_round(task.rule, make_local_round(
+            make_local_step(task.loss_fn, task.optimizer), task.batch_size,
+            task.rule.local_steps))
+        self.early = jax.jit(peer_round.early)
+        self.local = jax.jit(peer_round.local)
+        self.finish = jax.jit(peer_round.finish)
+        self.adopt = peer_round.adopt
         self.evaluate = jax.jit(lambda p, x, y: (task.metric_fn(p, x, y), task.loss_fn(p, x, y)))
-        self.add_update = jax.jit(add_local_update)
 
     def stack(self, messages: list[Any]) -> Any:
         """Stacks K messages (pytrees) into one pytree with leaves (K, ...)."""
@@ -80,15 +81,14 @@ class Peer:
         self.i = task.peer_id
         self.n = task.topology.n
         self.fn = _Compiled(task)
-        self.params = jax.tree.map(jnp.asarray, task.params)
-        self.opt_state = task.optimizer.init(self.params)
-        self.rule_state = task.rule.init(self.params)
+        params = jax.tree.map(jnp.asarray, task.params)
+        self.state = PeerState(params, task.optimizer.init(params), task.rule.init(params))
         self.template: Template = make_template(
-            jax.eval_shape(task.rule.message, self.params, self.rule_state))
-        self.params_template: Template = make_template(self.params)
+            jax.eval_shape(task.rule.message, params, self.state.rule_state))
+        self.params_template: Template = make_template(params)
         self.counters = Counters()
-        self.x, self.y = jnp.asarray(task.x), jnp.asarray(task.y)
-        self.size = jnp.asarray(len(task.x), jnp.int32)
+        self.shard = Shard(jnp.asarray(task.x), jnp.asarray(task.y),
+                           jnp.asarray(len(task.x), jnp.int32))
         self.x_test, self.y_test = jnp.asarray(task.x_test), jnp.asarray(task.y_test)
         self.transport: Transport | None = None
         self.inbox: Inbox | None = None
@@ -169,6 +169,11 @@ class Peer:
         self._save_params()
         return record
 
+    @property
+    def params(self) -> Any:
+        """This peer's current parameters."""
+        return self.state.params
+
     def _save_params(self) -> None:
         if self.options.save_params:
             (self.options.out_dir / "params").mkdir(exist_ok=True)
@@ -178,14 +183,12 @@ class Peer:
     def _warm_up(self) -> None:
         """Compiles every jitted function once (compilation must not eat into deadlines)."""
         key = round_key(self.task.train_key, self.i, 0)
-        stepped, _, _ = self.fn.local_round(self.params, self.opt_state, self.x, self.y,
-                                            self.size, key)
-        msg = self.fn.message(stepped, self.rule_state)
-        k = self.task.topology.k
+        early = self.fn.early(self.state)
+        msg, pending, _ = self.fn.local(self.state, self.shard, key, early)
         _, weights, self_weight = self.in_neighbours(0)
-        self.fn.mix(stepped, self.rule_state, self.fn.stack([msg] * k), weights, self_weight)
-        self.fn.add_update(stepped, stepped, stepped)
-        self.fn.evaluate(stepped, self.x_test, self.y_test)
+        self.fn.finish(pending, self.fn.stack([msg] * self.task.topology.k), weights,
+                       self_weight)
+        self.fn.evaluate(self.params, self.x_test, self.y_test)
 
     def _send_all(self, frames: list[Any], dests: set[int]) -> set[int]:
         """Sends ``frames`` to every peer of ``dests``; returns those whose queue was full."""
@@ -218,8 +221,7 @@ class Peer:
     # -- checkpoints --------------------------------------------------------------------------
 
     def _state_trees(self) -> dict[str, Any]:
-        return {"params": self.params, "opt_state": self.opt_state,
-                "rule_state": self.rule_state}
+        return self.state._asdict()
 
     def _meta(self, next_round: int) -> dict[str, Any]:
         return {"peer": self.i, "peers": self.n, "round": next_round,
@@ -248,9 +250,7 @@ class Peer:
                 raise CheckpointError(
                     f"checkpoint {path}: written by another run ({name} {meta.get(key)!r}, this "
                     f"run's is {expected[key]!r}); resume with the config that wrote it")
-        self.params = jax.tree.map(jnp.asarray, trees["params"])
-        self.opt_state = jax.tree.map(jnp.asarray, trees["opt_state"])
-        self.rule_state = jax.tree.map(jnp.asarray, trees["rule_state"])
+        self.state = PeerState(**{k: jax.tree.map(jnp.asarray, v) for k, v in trees.items()})
         log.warning("resumed from %s at round %d", path, meta["round"])
         return int(meta["round"])
 
@@ -295,8 +295,7 @@ class Peer:
         if state is None or not t < state.round < self.task.rounds:
             log.warning("round %d: peer %d is ahead but sent no usable state", t, leader)
             return t
-        self.params = jax.tree.map(jnp.array, state.payload)
-        self.rule_state = self.task.rule.init(self.params)
+        self.state = self.fn.adopt(self.state, jax.tree.map(jnp.array, state.payload))
         self.inbox.jump(state.round, self._expected(state.round,
                                                     state.round + self.options.max_ahead + 1))
         self.counters.catch_ups += 1
@@ -336,27 +335,21 @@ class Peer:
         return record
 
     def round(self, t: int) -> tuple[float, float]:
-        """Runs round t: compute, send, wait, mix.
+        """Runs round t: compute, send, wait, finish (the order is gossip.round's).
 
         Returns:
             ``(loss, wait)``: the mean training loss of the H local steps and the seconds
             spent waiting for messages.
         """
-        fn, rule = self.fn, self.task.rule
+        fn = self.fn
         key = round_key(self.task.train_key, self.i, t)
         receivers = self.receivers(t)
-        if rule.order == "cta":
-            msg = fn.message(self.params, self.rule_state)
+        early = fn.early(self.state)
+        if early is not None:  # sent while the local steps run
+            self._send_message(t, early, receivers)
+        msg, pending, loss = fn.local(self.state, self.shard, key, early)
+        if early is None:
             self._send_message(t, msg, receivers)
-            stepped, opt_state, loss = fn.local_round(self.params, self.opt_state, self.x,
-                                                      self.y, self.size, key)
-            base = self.params
-        else:
-            stepped, opt_state, loss = fn.local_round(self.params, self.opt_state, self.x,
-                                                      self.y, self.size, key)
-            msg = fn.message(stepped, self.rule_state)
-            self._send_message(t, msg, receivers)
-            base = stepped
         loss = float(loss)  # waits for the computation
         wait_start = time.perf_counter()
         received = self.inbox.wait_round(t, self.options.round_deadline)
@@ -370,9 +363,7 @@ class Peer:
                 slots.append(msg)
             else:
                 slots.append(payload)
-        mixed, self.rule_state = fn.mix(base, self.rule_state, fn.stack(slots), w, self_weight)
-        self.params = fn.add_update(mixed, stepped, base) if rule.order == "cta" else mixed
-        self.opt_state = opt_state
+        self.state = fn.finish(pending, fn.stack(slots), w, self_weight)
         return loss, wait
 
     def _send_message(self, t: int, msg: Any, receivers: set[int]) -> None:

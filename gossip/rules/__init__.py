@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gossip.errors import unknown
-from gossip.rules.base import GossipRule, add_local_update, renormalised_average, weighted_sum
+from gossip.rules.base import (
+    GossipRule,
+    add_update,
+    check_weights,
+    renormalised_average,
+    weighted_sum,
+)
 from gossip.rules.dpsgd import dpsgd, local_sgd
 from gossip.rules.push_sum import PushSumPayload, PushSumState, push_sum
 
@@ -42,7 +48,8 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "RULES",
     "GossipRule",
-    "add_local_update",
+    "add_update",
+    "check_weights",
     "PushSumPayload",
     "PushSumState",
     "dpsgd",

@@ -1,38 +1,65 @@
 """The gossip-rule contract, shaped like an optax ``GradientTransformation``.
 
 A rule is a NamedTuple of pure functions over one peer's parameters (a pytree of arrays)
-and the rule's own small state. A driver (the simulator or a real peer) calls, each round:
+and the rule's own small state:
 
-1. ``payload = rule.message(params, state)``: what this peer sends to its out-neighbours;
-2. ``params, state = rule.mix(params, state, payloads, weights, self_weight)`` where
-   ``payloads`` stacks the K received payloads on a leading axis, ``weights`` (K,) holds
-   their mixing weights (0 for a slot whose message did not arrive, or a padding slot),
-   and ``self_weight`` () the peer's own weight.
+- ``payload = rule.message(params, state)``: what this peer sends to its out-neighbours;
+- ``params, state = rule.mix(params, state, payloads, weights, self_weight)`` where
+  ``payloads`` stacks the K received payloads on a leading axis, ``weights`` (K,) holds
+  their mixing weights (0 for a slot whose message did not arrive, or a padding slot),
+  and ``self_weight`` () the peer's own weight;
+- ``params, state = rule.adapt(params, state, update)``: how a local update (the change the
+  optimizer made to ``params`` in the round's local steps) enters the rule's state. D-PSGD
+  adds it to the parameters; push-sum adds it to its numerator ``z = w x``, so the
+  de-biased ``x`` moves by ``update / w`` (SGP, Assran et al. 2019);
+- ``state = rule.rebase(params, state)``: the state after the peer's parameters were
+  replaced by a neighbour's (catch-up); push-sum keeps its mass.
 
-``order`` says when the local steps happen relative to the exchange:
-``"atc"`` (adapt-then-combine): local steps, then message and mix of the new parameters;
-``"cta"`` (combine-then-adapt, Lian et al. 2017): the message is taken from the parameters
-before the local steps, and the local update is added to the mixed parameters, so the
-exchange can overlap the computation.
+The order of a round (local steps, message, exchange, mix) is written once, in
+:mod:`gossip.round`; no driver calls these functions in an order of its own. ``order``
+says where the local update goes: ``"atc"`` (adapt-then-combine) sends and mixes the
+adapted parameters; ``"cta"`` (combine-then-adapt, Lian et al. 2017) sends the parameters
+from before the local steps and adapts after the mix, so the exchange can overlap the
+computation. ``stochastic`` is the mixing matrix the rule needs: ``"row"`` (rows of W sum
+to 1; the rule renormalises over what arrived) or ``"column"`` (columns sum to 1, mass is
+conserved: push-sum); :func:`check_weights` checks a topology against it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from gossip.errors import ConfigError
 
 Params = Any
 State = Any
 Payload = Any
 
 _UNROLL_MAX = 64  # largest K whose weighted sum is unrolled
+_CHECKED_ROUNDS = 8  # rounds of a time-varying topology whose weights check_weights tests
+log = logging.getLogger("gossip")
+
+
+def add_update(params: Params, state: State, update: Params) -> tuple[Params, State]:
+    """The plain ``adapt``: ``params + update`` leaf by leaf, the state unchanged."""
+    return jax.tree.map(jnp.add, params, update), state
+
+
+def keep_state(params: Params, state: State) -> State:
+    """The plain ``rebase``: the state is kept (right for state that does not depend on the
+    parameters; a rule whose state does gives its own ``rebase``)."""
+    del params
+    return state
 
 
 class GossipRule(NamedTuple):
-    """A gossip rule: pure ``init``/``message``/``mix`` plus static settings.
+    """A gossip rule: pure ``init``/``message``/``mix``/``adapt``/``rebase`` plus settings.
 
     Attributes:
         name: the rule's registry name.
@@ -41,16 +68,71 @@ class GossipRule(NamedTuple):
         mix: ``mix(params, state, payloads, weights, self_weight) -> (params, state)``;
             ``payloads`` has a leading axis of K received messages, ``weights`` is (K,),
             ``self_weight`` is a scalar.
+        adapt: ``adapt(params, state, update) -> (params, state)``: the local update
+            (a pytree like ``params``) enters the state.
+        rebase: ``rebase(params, state) -> state``: the state that goes with parameters
+            taken from a neighbour (catch-up).
         local_steps: local optimizer steps per round (H).
         order: ``"atc"`` or ``"cta"`` (see the module docstring).
+        stochastic: ``"row"`` or ``"column"``: the mixing matrix the rule needs.
     """
 
     name: str
     init: Callable[[Params], State]
     message: Callable[[Params, State], Payload]
     mix: Callable[[Params, State, Payload, jax.Array, jax.Array], tuple[Params, State]]
+    adapt: Callable[[Params, State, Params], tuple[Params, State]] = add_update
+    rebase: Callable[[Params, State], State] = keep_state
     local_steps: int = 1
     order: str = "atc"
+    stochastic: str = "row"
+
+
+def check_weights(rule: GossipRule, topology: Any, rounds: int | None = None) -> None:
+    """Checks at config time that a topology's weights suit a rule.
+
+    A ``"column"`` rule (push-sum) conserves mass only when every column of W_t sums to 1;
+    otherwise it is refused. A ``"row"`` rule (D-PSGD) converges to a weighted average,
+    not the mean, when columns do not sum to 1: that gets a warning. Static topologies are
+    checked once, time-varying ones over their first rounds (``min(period, 8)``).
+
+    Args:
+        rule: the gossip rule.
+        topology: a ``gossip.topology.Topology``.
+        rounds: the run's number of rounds (bounds the rounds checked), or None.
+
+    Raises:
+        ConfigError: the rule needs column-stochastic weights and the topology's are not.
+    """
+    span = 1 if not topology.time_varying else (topology.period or _CHECKED_ROUNDS)
+    span = max(1, min(span, _CHECKED_ROUNDS, rounds or _CHECKED_ROUNDS))
+    row = rule.stochastic == "row"
+    bad = next((t for t in range(span)
+                if not _columns_sum_to_one(topology.round_graph(t), row)), None)
+    if bad is None:
+        return
+    where = f"topology {topology.name!r} with weights {topology.weights!r}"
+    if rule.stochastic == "column":
+        raise ConfigError(
+            f"rule {rule.name!r} needs column-stochastic weights, but the columns of W of "
+            f"{where} do not sum to 1 (round {bad}); use weights 'push' (or 'metropolis' "
+            "on an undirected graph)")
+    log.warning("rule %r on %s: W is not doubly stochastic (columns of round %d do not sum "
+                "to 1), so the peers drift to a weighted average, not the mean; use weights "
+                "'metropolis' on an undirected graph, or rule 'push_sum'", rule.name, where, bad)
+
+
+def _columns_sum_to_one(graph: Any, renormalised: bool) -> bool:
+    """Whether W's columns sum to 1; with ``renormalised``, W's rows scaled to sum to 1 first
+    (what a rule that renormalises over its messages mixes with)."""
+    self_w = np.asarray(graph.self_weight, np.float64)
+    w = np.asarray(graph.weights, np.float64)
+    if renormalised:
+        rows = self_w + w.sum(axis=1)
+        self_w, w = self_w / rows, w / rows[:, None]
+    cols = self_w.copy()
+    np.add.at(cols, np.asarray(graph.neighbours).ravel(), w.ravel())
+    return bool(np.allclose(cols, 1.0, rtol=0, atol=1e-5))
 
 
 def weighted_sum(own: Params, payloads: Params, weights: jax.Array, self_weight: jax.Array,
@@ -100,17 +182,3 @@ def renormalised_average(own: Params, payloads: Params, weights: jax.Array,
     total = self_weight + jnp.sum(weights)
     return jax.tree.map(lambda s: s / total.astype(s.dtype),
                         weighted_sum(own, payloads, weights, self_weight))
-
-
-def add_local_update(mixed: Params, stepped: Params, base: Params) -> Params:
-    """The ``"cta"`` combination: the mixed parameters plus this round's local update.
-
-    Args:
-        mixed: the parameters after mixing the messages taken from ``base``.
-        stepped: ``base`` after the round's local steps.
-        base: the parameters the round started from.
-
-    Returns:
-        ``mixed + (stepped - base)`` leaf by leaf.
-    """
-    return jax.tree.map(lambda m, s, b: m + (s - b), mixed, stepped, base)

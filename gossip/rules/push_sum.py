@@ -8,6 +8,13 @@ average of z over peers equals the average of the initial x, on directed graphs 
 
 Unlike D-PSGD the received shares are *not* renormalised: a lost message loses its mass,
 and the ratio z / w stays the right de-biased estimate.
+
+With training (Stochastic Gradient Push, Assran et al., ICML 2019), the local update moves
+the numerator, ``z <- z + update``, where the update is computed at the de-biased ``x``; so
+``x`` moves by ``update / w`` (``adapt``). Moving ``x`` by the update instead would scale
+each peer's gradient by its mass, and the peers would settle at a mass-weighted optimum.
+Catching up from a neighbour's parameters keeps this peer's mass (the default ``rebase``
+keeps the state), so the total mass stays the same.
 """
 
 from __future__ import annotations
@@ -65,4 +72,10 @@ def push_sum(local_steps: int = 1) -> GossipRule:
         new_params = jax.tree.map(lambda z: z / total.weight.astype(z.dtype), total.z)
         return new_params, PushSumState(weight=total.weight)
 
-    return GossipRule("push_sum", init, message, mix, local_steps=local_steps, order="atc")
+    def adapt(params: Params, state: PushSumState, update: Params
+              ) -> tuple[Params, PushSumState]:
+        return jax.tree.map(lambda x, u: x + u / state.weight.astype(x.dtype), params,
+                            update), state
+
+    return GossipRule("push_sum", init, message, mix, adapt=adapt,
+                      local_steps=local_steps, order="atc", stochastic="column")

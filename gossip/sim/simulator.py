@@ -1,10 +1,11 @@
 """The vectorised simulator: all peers stacked on a leading axis, one jitted round.
 
 Like ``jax_md.simulate``, the simulator is an ``(init, round)`` pair of pure functions over a
-state NamedTuple. A round runs every peer's H local steps with ``vmap``, then mixes by
-*gathering* each peer's K in-neighbour messages by index: O(N·K·P) work, never a dense
-N×N product over parameters. Time-varying topologies pass new index/weight arrays of the
-same shape each round, so the round compiles once.
+state NamedTuple. A round is the per-peer round of :mod:`gossip.round` for every peer:
+``begin`` vmapped (over chunks of peers), then each peer's K in-neighbour messages
+*gathered* by index, then ``finish`` vmapped: O(N·K·P) work, never a dense N×N product
+over parameters. Time-varying topologies pass new index/weight arrays of the same shape
+each round, so the round compiles once. The simulator keeps no round order of its own.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gossip.rules import GossipRule, add_local_update
+from gossip.round import PeerState, Shard, make_peer_round
+from gossip.rules import GossipRule
+from gossip.topology import RoundGraph
 from gossip.training import LossFn, make_local_round, make_local_step, round_key
 
 Params = Any
@@ -53,20 +56,6 @@ class PeerData(NamedTuple):
     size: jax.Array
 
 
-class MixingGraph(NamedTuple):
-    """One round's mixing pattern, fixed shape across rounds.
-
-    Attributes:
-        neighbours: (N, K) int32 in-neighbour indices (padding slots hold the peer itself).
-        weights: (N, K) float32 in-neighbour weights (0 on padding slots).
-        self_weight: (N,) float32.
-    """
-
-    neighbours: jax.Array
-    weights: jax.Array
-    self_weight: jax.Array
-
-
 class Simulator(NamedTuple):
     """``init(params) -> SimState`` and ``round(state, data, graph, key) -> (state, loss)``.
 
@@ -74,32 +63,27 @@ class Simulator(NamedTuple):
     """
 
     init: Callable[[Params], SimState]
-    round: Callable[[SimState, PeerData, MixingGraph, jax.Array], tuple[SimState, jax.Array]]
+    round: Callable[[SimState, PeerData, RoundGraph, jax.Array], tuple[SimState, jax.Array]]
 
 
-def gather_mix(rule: GossipRule, params: Params, rule_state: Any, messages: Any,
-               graph: MixingGraph) -> tuple[Params, Any]:
-    """Mixes every peer with its in-neighbours' messages, gathered by index.
+def gather(messages: Any, neighbours: jax.Array) -> Any:
+    """Every peer's K in-neighbour messages, gathered by index.
 
     Args:
-        rule: the gossip rule.
-        params: pytree with leaves (N, ...).
-        rule_state: the rule's state, leaves (N, ...).
         messages: each peer's message, leaves (N, ...).
-        graph: the round's in-neighbour indices and weights.
+        neighbours: (N, K) int32 in-neighbour indices.
 
     Returns:
-        ``(params, rule_state)`` after mixing, same shapes.
+        The payloads, leaves (N, K, ...).
     """
-    k = graph.neighbours.shape[1]
+    k = neighbours.shape[1]
 
-    def gather(m: jax.Array) -> jax.Array:  # (N, ...) -> (N, K, ...)
+    def leaf(m: jax.Array) -> jax.Array:
         # One take per slot, stacked: XLA fuses these with the rule's weighted sum, where a
         # single 2-D gather would materialise (N, K, ...) first (~10x slower on CPU).
-        return jnp.stack([jnp.take(m, graph.neighbours[:, j], axis=0) for j in range(k)], 1)
+        return jnp.stack([jnp.take(m, neighbours[:, j], axis=0) for j in range(k)], 1)
 
-    payloads = jax.tree.map(gather, messages)
-    return jax.vmap(rule.mix)(params, rule_state, payloads, graph.weights, graph.self_weight)
+    return jax.tree.map(leaf, messages)
 
 
 def make_simulator(loss_fn: LossFn, optimizer: optax.GradientTransformation,
@@ -112,21 +96,21 @@ def make_simulator(loss_fn: LossFn, optimizer: optax.GradientTransformation,
         optimizer: the optax optimizer every peer uses.
         rule: the gossip rule (its ``local_steps`` and ``order`` are honoured).
         batch_size: batch size per peer and local step.
-        peer_chunk: local steps run vmapped over chunks of this many peers, one chunk after
-            the other (``jax.lax.map``); None vmaps over all peers at once. Chunks keep
-            the working set in cache: on CPU, 32 is 20-25 % faster than one vmap at 256 and
-            1024 peers (benchmarks/sim_throughput.py). Results do not depend on it.
+        peer_chunk: the local work (``begin``) runs vmapped over chunks of this many peers,
+            one chunk after the other (``jax.lax.map``); None vmaps over all peers at once.
+            Chunks keep the working set in cache: on CPU, 32 is 20-25 % faster than one vmap
+            at 256 and 1024 peers (benchmarks/sim_throughput.py). Results do not depend on it.
 
     Returns:
         The ``(init, round)`` pair; ``round`` is jitted and donates its state.
     """
-    one_peer = make_local_round(make_local_step(loss_fn, optimizer), batch_size,
-                                rule.local_steps)
+    peer_round = make_peer_round(rule, make_local_round(
+        make_local_step(loss_fn, optimizer), batch_size, rule.local_steps))
 
-    def local_round(*args: Any) -> Any:  # every arg has a leading peer axis
+    def begin(*args: Any) -> Any:  # every arg has a leading peer axis
         if peer_chunk is None:
-            return jax.vmap(one_peer)(*args)
-        return jax.lax.map(lambda a: one_peer(*a), args, batch_size=peer_chunk)
+            return jax.vmap(peer_round.begin)(*args)
+        return jax.lax.map(lambda a: peer_round.begin(*a), args, batch_size=peer_chunk)
 
     def init(params: Params) -> SimState:
         params = jax.tree.map(jnp.copy, params)  # the round donates its state, not the caller's
@@ -135,21 +119,14 @@ def make_simulator(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                         rule_state=jax.vmap(rule.init)(params),
                         round=jnp.zeros((), jnp.int32))
 
-    def sim_round(state: SimState, data: PeerData, graph: MixingGraph,
+    def sim_round(state: SimState, data: PeerData, graph: RoundGraph,
                   train_key: jax.Array) -> tuple[SimState, jax.Array]:
         n = data.size.shape[0]
         keys = jax.vmap(lambda p: round_key(train_key, p, state.round))(jnp.arange(n))
-        if rule.order == "cta":
-            messages = jax.vmap(rule.message)(state.params, state.rule_state)
-            stepped, opt_state, loss = local_round(
-                state.params, state.opt_state, data.x, data.y, data.size, keys)
-            mixed, rule_state = gather_mix(rule, state.params, state.rule_state, messages, graph)
-            params = add_local_update(mixed, stepped, state.params)
-        else:
-            stepped, opt_state, loss = local_round(
-                state.params, state.opt_state, data.x, data.y, data.size, keys)
-            messages = jax.vmap(rule.message)(stepped, state.rule_state)
-            params, rule_state = gather_mix(rule, stepped, state.rule_state, messages, graph)
-        return SimState(params, opt_state, rule_state, state.round + 1), loss
+        peers = PeerState(state.params, state.opt_state, state.rule_state)
+        messages, pending, loss = begin(peers, Shard(data.x, data.y, data.size), keys)
+        payloads = gather(messages, graph.neighbours)
+        new = jax.vmap(peer_round.finish)(pending, payloads, graph.weights, graph.self_weight)
+        return SimState(new.params, new.opt_state, new.rule_state, state.round + 1), loss
 
     return Simulator(init=init, round=jax.jit(sim_round, donate_argnums=0))

@@ -1,0 +1,149 @@
+"""One peer's round, written once: local steps, message, [exchange], mix.
+
+Every driver runs a round through these pure functions and nothing else: the round
+simulator vmaps them over all peers around a gather, the real peer puts ZeroMQ between
+them. The order of the steps, and where the local update enters the gossip rule's state
+(``rule.adapt``), lives here only.
+
+A round of one peer::
+
+    early   = round.early(state)                            # cta: the message, before any work
+    message, pending, loss = round.local(state, shard, key, early)
+    ... send ``message`` (unless ``early`` was sent already), receive K payloads ...
+    state   = round.finish(pending, payloads, weights, self_weight)
+
+``round.begin(state, shard, key)`` is ``early`` and ``local`` in one call, for drivers that
+do not overlap sending with computing. ``round.adopt(state, params)`` is the catch-up
+transition: a neighbour's parameters replace this peer's, the rule keeps what it must
+(push-sum its mass) and the optimizer state stays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gossip.rules import GossipRule
+
+Params = Any
+Payload = Any
+# local_round(params, opt_state, x, y, size, key) -> (params, opt_state, loss): H local steps
+# (gossip.training.make_local_round).
+LocalRound = Callable[..., tuple[Params, Any, jax.Array]]
+
+
+class PeerState(NamedTuple):
+    """What one peer carries from round to round.
+
+    Attributes:
+        params: the peer's model parameters (a pytree; leaves of any shape S).
+        opt_state: its optax optimizer state.
+        rule_state: its gossip-rule state (e.g. push-sum's () mass).
+    """
+
+    params: Params
+    opt_state: Any
+    rule_state: Any
+
+
+class Shard(NamedTuple):
+    """One peer's training data.
+
+    Attributes:
+        x: (M, *X) inputs, possibly padded past ``size`` (the simulator pads to a common M).
+        y: (M, *Y) targets.
+        size: () int32 number of valid rows (>= 1).
+    """
+
+    x: jax.Array
+    y: jax.Array
+    size: jax.Array
+
+
+class Pending(NamedTuple):
+    """A round between its local work and its mix.
+
+    Attributes:
+        params: what the mix starts from (``atc``: after the local update; ``cta``: before).
+        opt_state: the optimizer state after the local steps.
+        rule_state: the rule state the mix starts from.
+        update: ``cta`` only: the local update, adapted after the mix (None for ``atc``).
+    """
+
+    params: Params
+    opt_state: Any
+    rule_state: Any
+    update: Params | None
+
+
+class PeerRound(NamedTuple):
+    """The per-peer round of one rule: pure functions, jit- and vmap-compatible.
+
+    Attributes:
+        early: ``early(state) -> message | None``: the message when the rule sends before its
+            local steps (``cta``), else None.
+        local: ``local(state, shard, key, early) -> (message, pending, loss)``: the H local
+            steps (``loss`` () their mean training loss) and the message to send.
+        begin: ``begin(state, shard, key) -> (message, pending, loss)``: ``early`` then
+            ``local``.
+        finish: ``finish(pending, payloads, weights, self_weight) -> state``: ``payloads``
+            stacks K received messages (leaves (K, ...)), ``weights`` (K,) their weights (0
+            for a slot with no message), ``self_weight`` ().
+        adopt: ``adopt(state, params) -> state``: take a neighbour's parameters (catch-up).
+    """
+
+    early: Callable[[PeerState], Payload | None]
+    local: Callable[..., tuple[Payload, Pending, jax.Array]]
+    begin: Callable[[PeerState, Shard, jax.Array], tuple[Payload, Pending, jax.Array]]
+    finish: Callable[[Pending, Payload, jax.Array, jax.Array], PeerState]
+    adopt: Callable[[PeerState, Params], PeerState]
+
+
+def make_peer_round(rule: GossipRule, local_round: LocalRound) -> PeerRound:
+    """Builds the per-peer round of a gossip rule.
+
+    Args:
+        rule: the gossip rule (its ``order`` and ``adapt`` are honoured).
+        local_round: ``local_round(params, opt_state, x, y, size, key) ->
+            (params, opt_state, loss)``, the H local steps of one peer
+            (``gossip.training.make_local_round``).
+
+    Returns:
+        The round's pure functions.
+    """
+    cta = rule.order == "cta"
+
+    def early(state: PeerState) -> Payload | None:
+        return rule.message(state.params, state.rule_state) if cta else None
+
+    def local(state: PeerState, shard: Shard, key: jax.Array, early_message: Payload | None
+              ) -> tuple[Payload, Pending, jax.Array]:
+        stepped, opt_state, loss = local_round(state.params, state.opt_state, shard.x,
+                                               shard.y, shard.size, key)
+        update = jax.tree.map(jnp.subtract, stepped, state.params)
+        if cta:
+            return early_message, Pending(state.params, opt_state, state.rule_state,
+                                          update), loss
+        params, rule_state = rule.adapt(state.params, state.rule_state, update)
+        message = rule.message(params, rule_state)
+        return message, Pending(params, opt_state, rule_state, None), loss
+
+    def begin(state: PeerState, shard: Shard, key: jax.Array
+              ) -> tuple[Payload, Pending, jax.Array]:
+        return local(state, shard, key, early(state))
+
+    def finish(pending: Pending, payloads: Payload, weights: jax.Array,
+               self_weight: jax.Array) -> PeerState:
+        params, rule_state = rule.mix(pending.params, pending.rule_state, payloads, weights,
+                                      self_weight)
+        if cta:
+            params, rule_state = rule.adapt(params, rule_state, pending.update)
+        return PeerState(params, pending.opt_state, rule_state)
+
+    def adopt(state: PeerState, params: Params) -> PeerState:
+        return PeerState(params, state.opt_state, rule.rebase(params, state.rule_state))
+
+    return PeerRound(early, local, begin, finish, adopt)
