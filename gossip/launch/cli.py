@@ -46,9 +46,9 @@ def run_peer_command(args: argparse.Namespace) -> int:
     """``gossip peer``: builds this peer's task from the config and runs it."""
     from gossip.launch.addresses import check_address
     from gossip.launch.environment import peer_identity
-    from gossip.launch.peer_task import build_peer_task, run_digest
+    from gossip.launch.peer_task import build_peer_task, peer_options, run_digest
     from gossip.peer.checkpoint import CheckpointError
-    from gossip.peer.runtime import Peer, PeerOptions
+    from gossip.peer.runtime import Peer
     from gossip.wire import KeyFileError, load_keys
 
     peer_id, addresses = peer_identity(args.id, args.peer_list, args.port_base)
@@ -62,8 +62,8 @@ def run_peer_command(args: argparse.Namespace) -> int:
         logging.getLogger("gossip.peer").error("%s", e)
         return 1
     task = build_peer_task(config, peer_id)
-    options = PeerOptions.from_config(config, addresses, bind=bind, resume=args.resume,
-                                      run_digest=run_digest(config), keys=keys)
+    options = peer_options(config, addresses, bind=bind, resume=args.resume,
+                           run_digest=run_digest(config), keys=keys)
     signal.signal(signal.SIGTERM, _on_sigterm)
     if args.watch_stdin:
         _stop_at_stdin_eof()

@@ -1,14 +1,16 @@
-"""Builds one peer's ``PeerTask`` from a run config: the same shard, initial parameters
-and hyper-parameters the simulator gives that peer."""
+"""Builds one peer's ``PeerTask`` (the same shard, initial parameters and hyper-parameters the
+simulator gives that peer) and its ``PeerOptions`` from a run config."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+from pathlib import Path
+from typing import Any
 
-from gossip.config import Config
+from gossip.config import FIELDS, Config
 from gossip.errors import check_int
-from gossip.peer.task import PeerTask
+from gossip.peer.task import PeerOptions, PeerTask
 from gossip.training import run_keys
 
 # Keys that change how a run is carried out, not what it trains: a checkpoint written under
@@ -44,3 +46,18 @@ def build_peer_task(config: Config, peer_id: int) -> PeerTask:
         params=params, x=ds.x_train[shard], y=ds.y_train[shard], x_test=ds.x_test,
         y_test=ds.y_test, train_key=train_key, batch_size=config.batch_size,
         rounds=config.rounds, eval_every=config.eval_every)
+
+
+def peer_options(config: Config, addresses: list[str], **options: Any) -> PeerOptions:
+    """How a peer of the run ``config`` talks to the others.
+
+    Args:
+        config: the run configuration: ``out`` and every key named like a field of
+            ``PeerOptions`` (``round_deadline``, ``checkpoint_every`` ...).
+        addresses: every peer's address.
+        **options: the fields a config does not set (``bind``, ``resume``, ``run_digest``,
+            ``keys``).
+    """
+    shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(PeerOptions)
+              if f.name in FIELDS}
+    return PeerOptions(addresses=addresses, out_dir=Path(config.out), **shared, **options)

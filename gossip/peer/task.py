@@ -10,14 +10,12 @@ import jax
 import numpy as np
 import optax
 
-from gossip.config import FIELDS, Config
 from gossip.rules import GossipRule
 from gossip.topology import Topology
 from gossip.training import LossFn
 from gossip.wire import CurveKeys
 
 Params = Any
-_RUN = Config()  # the run defaults (docs/config.md) of the options a config also sets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +61,10 @@ class PeerTask:
 class PeerOptions:
     """How a peer talks to the others.
 
+    These defaults are the only ones: ``gossip.config.Config`` takes the defaults of its keys
+    of the same names (``round_deadline`` ... ``checkpoint_every``, ``save_params``) from
+    here, and ``gossip.launch.peer_task.peer_options`` builds the options from a config.
+
     Attributes:
         addresses: every peer's ZeroMQ address; entry i is peer i.
         out_dir: where ``peer-XXXX.jsonl`` (and ``params/peer-XXXX.npz``) go.
@@ -77,8 +79,6 @@ class PeerOptions:
         catchup_after: rounds behind its freshest neighbour at which a peer catches up.
         checkpoint_every: write ``OUT/checkpoints/peer-XXXX.npz`` every this many rounds
             and after the last (0: never).
-
-    The defaults of the fields a run config also has are ``gossip.config.Config``'s.
         resume: start from this peer's checkpoint (from round 0 if there is none).
         run_digest: identifies the run's training configuration; a checkpoint of another
             run is refused.
@@ -89,30 +89,15 @@ class PeerOptions:
 
     addresses: list[str]
     out_dir: Path
-    round_deadline: float = _RUN.round_deadline
-    startup_timeout: float = _RUN.startup_timeout
-    max_ahead: int = _RUN.max_ahead
-    save_params: bool = _RUN.save_params
+    round_deadline: float = 30.0
+    startup_timeout: float = 60.0
+    max_ahead: int = 8
+    save_params: bool = False
     bind: str | None = None
-    heartbeat_interval: float = _RUN.heartbeat_interval
-    heartbeat_timeout: float = _RUN.heartbeat_timeout
-    catchup_after: int = _RUN.catchup_after
-    checkpoint_every: int = _RUN.checkpoint_every
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 5.0
+    catchup_after: int = 3
+    checkpoint_every: int = 10
     resume: bool = False
     run_digest: str = ""
     keys: CurveKeys | None = None
-
-    @classmethod
-    def from_config(cls, config: Config, addresses: list[str], **options: Any) -> PeerOptions:
-        """The options of a peer of the run ``config``.
-
-        Args:
-            config: the run configuration: ``out`` and every key named like a field here
-                (``round_deadline``, ``checkpoint_every`` ...).
-            addresses: every peer's address.
-            **options: the fields a config does not set (``bind``, ``resume``, ``run_digest``,
-                ``keys``).
-        """
-        shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls)
-                  if f.name in FIELDS}
-        return cls(addresses=addresses, out_dir=Path(config.out), **shared, **options)
