@@ -186,19 +186,56 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] =
                         help="write each peer's final parameters to OUT/params/")
     parser.add_argument("--set", dest="set_values", action="append", default=[],
                         metavar="KEY=VALUE",
-                        help="set any config key; VALUE is TOML, e.g. "
-                             "--set 'model_options={hidden=[256]}'")
+                        help="set any config key; VALUE is TOML, a bare word is a string "
+                             "(docs/config.md), e.g. --set 'model_options={hidden=[256]}'")
 
 
-def _parse_set(item: str) -> tuple[str, Any]:
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+def parse_value(text: str) -> Any:
+    """The VALUE of ``KEY=VALUE`` on the command line (``--set``, ``gossip topo --option``).
+
+    Surrounding spaces are dropped, then the first rule that applies wins:
+
+    - ``true`` / ``false`` in any case: a bool;
+    - a TOML value: ``3``, ``0.5``, ``1e-3``, ``"quoted text"``, ``[256, 128]``,
+      ``{hidden = [256]}``;
+    - a number as Python writes it that TOML does not (``.5``, ``5.``, ``007``): int or float;
+    - anything else is the text itself, a string (``ring``, ``edges.txt``).
+    """
+    text = text.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        doc = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
-        value = raw  # a bare word is a string
-    return key.strip(), value
+        doc = {}
+    if list(doc) == ["v"]:
+        return doc["v"]
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
+    """``["key=value", ...]`` -> ``{key: parse_value(value)}``; a later key wins.
+
+    Args:
+        items: the flag's values, e.g. ``["p=0.3", "path=edges.txt"]``.
+        flag: the flag, for errors: ``"--set"`` or ``"--option"``.
+
+    Raises:
+        ConfigError: an item without ``=`` or with nothing before it.
+    """
+    values: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}: not of the form "
+                              "key=value")
+        values[key.strip()] = parse_value(raw)
+    return values
 
 
 def config_from_args(args: argparse.Namespace, fixed: dict[str, Any] | None = None) -> Config:
@@ -210,7 +247,7 @@ def config_from_args(args: argparse.Namespace, fixed: dict[str, Any] | None = No
             ``--set`` giving another value is an error.
     """
     file_values = load_toml(args.config) if args.config else {}
-    overrides = dict(_parse_set(item) for item in args.set_values)
+    overrides = parse_assignments(args.set_values, "--set")
     flags = {key: getattr(args, key, None) for _, key, _, _ in _FLAGS}
     flags["save_params"] = args.save_params
     overrides.update({k: v for k, v in flags.items() if v is not None})

@@ -6,31 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from gossip.errors import ConfigError
+from gossip.config import parse_assignments
+from gossip.config import parse_value as parse_value  # the option values' rules
 from gossip.topology import TOPOLOGIES, average_slem, make_topology, rounds_to_consensus
-
-
-def parse_value(text: str) -> Any:
-    """An option value: int, then float, then bool (``true``/``false``), else the string."""
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
-
-
-def parse_options(items: list[str] | None) -> dict[str, Any]:
-    """``["key=value", ...]`` -> ``{key: parsed value}``; ConfigError on a malformed item."""
-    options: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"option must look like key=value, got {item!r}")
-        options[key.strip()] = parse_value(value.strip())
-    return options
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -53,7 +31,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--weights", default=None,
                         help="uniform, metropolis, push or default (default: per topology)")
     parser.add_argument("--option", "-o", action="append", metavar="KEY=VALUE",
-                        help="topology option, e.g. p=0.3 or path=edges.txt (repeatable)")
+                        help="topology option, e.g. p=0.3 or path=edges.txt (repeatable); VALUE "
+                             "as for --set (docs/config.md)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -68,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         The exit code (0); user errors raise ``ConfigError``.
     """
     topo = make_topology(args.name, args.n, seed=args.seed, weights=args.weights,
-                         **parse_options(args.option))
+                         **parse_assignments(args.option, "--option"))
     s = average_slem(topo)
     report = {
         "n": topo.n,
