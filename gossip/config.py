@@ -15,7 +15,7 @@ from typing import Any
 
 import tomli_w
 
-from gossip.errors import ConfigError
+from gossip.errors import ConfigError, check_int
 from gossip.peer.task import PeerOptions
 
 # The real peers' keys take their defaults from the peer runtime's options: one source.
@@ -107,17 +107,14 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any]) -> Config:
     checked = {k: _check_type(k, v) for k, v in merged.items()}
     config = Config(**checked)
     for key in _POSITIVE:
-        if getattr(config, key) < 1:
-            raise ConfigError(f"{key} must be >= 1, got {getattr(config, key)}")
+        check_int(key, getattr(config, key), 1)
     for key in ("alpha", "round_deadline", "startup_timeout", "heartbeat_interval"):
         if not getattr(config, key) > 0:
             raise ConfigError(f"{key} must be > 0, got {getattr(config, key)}")
     if not config.heartbeat_timeout > config.heartbeat_interval:
         raise ConfigError(f"heartbeat_timeout ({config.heartbeat_timeout}) must be longer than "
                           f"heartbeat_interval ({config.heartbeat_interval})")
-    if config.checkpoint_every < 0:
-        raise ConfigError(f"checkpoint_every must be >= 0 (0: never), got "
-                          f"{config.checkpoint_every}")
+    check_int("checkpoint_every (0: never)", config.checkpoint_every, 0)
     return config
 
 

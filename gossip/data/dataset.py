@@ -70,11 +70,8 @@ def resolve_options(name: str, given: Mapping[str, Any],
 
 
 def positive_int(name: str, key: str, value: Any, minimum: int = 1) -> int:
-    """Checks that an option is an integer ``>= minimum`` and returns it as ``int``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(f"dataset {name!r}: option {key!r} must be an integer >= {minimum}, "
-                          f"got {value!r}")
-    return int(value)
+    """``gossip.errors.check_int``: an option that is an integer ``>= minimum``, as ``int``."""
+    return errors.check_int(f"dataset {name!r}: option {key!r}", value, minimum)
 
 
 def fraction(name: str, key: str, value: Any, *, low: float = 0.0, high: float = 1.0,
