@@ -16,15 +16,15 @@ from typing import Any
 import tomli_w
 
 from gossip.errors import ConfigError, check_int
-from gossip.peer.task import PeerOptions
-
-# The real peers' keys take their defaults from the peer runtime's options: one source.
-_PEER = {f.name: f.default for f in dataclasses.fields(PeerOptions)}
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """A resolved run configuration (see ``docs/config.md`` for every key)."""
+    """A resolved run configuration (see ``docs/config.md`` for every key).
+
+    The one source of the defaults: ``gossip.peer.task.PeerOptions`` takes those of the real
+    peers' keys (``round_deadline`` ... ``checkpoint_every``, ``save_params``) from here.
+    """
 
     peers: int = 16
     topology: str = "ring"
@@ -49,14 +49,14 @@ class Config:
     seed: int = 0
     same_init: bool = True
     out: str = "runs/sim"
-    save_params: bool = _PEER["save_params"]
-    round_deadline: float = _PEER["round_deadline"]
-    startup_timeout: float = _PEER["startup_timeout"]
-    max_ahead: int = _PEER["max_ahead"]
-    heartbeat_interval: float = _PEER["heartbeat_interval"]
-    heartbeat_timeout: float = _PEER["heartbeat_timeout"]
-    catchup_after: int = _PEER["catchup_after"]
-    checkpoint_every: int = _PEER["checkpoint_every"]
+    save_params: bool = False
+    round_deadline: float = 30.0
+    startup_timeout: float = 60.0
+    max_ahead: int = 8
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 5.0
+    catchup_after: int = 3
+    checkpoint_every: int = 10
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a plain dict (TOML-serialisable)."""

@@ -10,12 +10,14 @@ import jax
 import numpy as np
 import optax
 
+from gossip.config import Config
 from gossip.rules import GossipRule
 from gossip.topology import Topology
 from gossip.training import LossFn
 from gossip.wire import CurveKeys
 
 Params = Any
+_RUN = Config()  # the run defaults (docs/config.md) of the options a config also sets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +63,9 @@ class PeerTask:
 class PeerOptions:
     """How a peer talks to the others.
 
-    These defaults are the only ones: ``gossip.config.Config`` takes the defaults of its keys
-    of the same names (``round_deadline`` ... ``checkpoint_every``, ``save_params``) from
-    here, and ``gossip.launch.peer_task.peer_options`` builds the options from a config.
+    The fields a run config also has take their defaults from ``gossip.config.Config``, the
+    one source (``docs/config.md``); ``gossip.launch.peer_task.peer_options`` builds the
+    options from a config.
 
     Attributes:
         addresses: every peer's ZeroMQ address; entry i is peer i.
@@ -89,15 +91,15 @@ class PeerOptions:
 
     addresses: list[str]
     out_dir: Path
-    round_deadline: float = 30.0
-    startup_timeout: float = 60.0
-    max_ahead: int = 8
-    save_params: bool = False
+    round_deadline: float = _RUN.round_deadline
+    startup_timeout: float = _RUN.startup_timeout
+    max_ahead: int = _RUN.max_ahead
+    save_params: bool = _RUN.save_params
     bind: str | None = None
-    heartbeat_interval: float = 1.0
-    heartbeat_timeout: float = 5.0
-    catchup_after: int = 3
-    checkpoint_every: int = 10
+    heartbeat_interval: float = _RUN.heartbeat_interval
+    heartbeat_timeout: float = _RUN.heartbeat_timeout
+    catchup_after: int = _RUN.catchup_after
+    checkpoint_every: int = _RUN.checkpoint_every
     resume: bool = False
     run_digest: str = ""
     keys: CurveKeys | None = None
