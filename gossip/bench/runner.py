@@ -47,12 +47,10 @@ def _stderr(line: str) -> None:
 def run_config(suite: SuiteConfig, task: TaskSpec, n: int, partition: str, topology: str,
                seed: int) -> Config:
     """The simulator config of one grid point (hyper-parameters from the task)."""
-    return Config(peers=n, topology=topology, topology_options=topology_options(suite, topology, n),
-                  rule="dpsgd", local_steps=suite.local_steps, dataset=task.dataset,
-                  dataset_options=dict(task.dataset_options), partition=partition,
-                  alpha=suite.alpha, model=task.model, model_options=dict(task.model_options),
-                  optimizer=task.optimizer, lr=task.lr, batch_size=task.batch_size,
-                  rounds=task.rounds, eval_every=task.eval_every, seed=seed, out="")
+    return task.config(peers=n, topology=topology,
+                       topology_options=topology_options(suite, topology, n), rule="dpsgd",
+                       local_steps=suite.local_steps, partition=partition, alpha=suite.alpha,
+                       seed=seed, out="")
 
 
 def one_message_nbytes(exp: Experiment) -> int:

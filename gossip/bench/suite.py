@@ -7,12 +7,13 @@ the presets; a TOML file overrides any of their keys (see ``docs/benchmarks.md``
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from pathlib import Path
 from typing import Any
 
-from gossip.config import load_toml
+from gossip.config import Config, load_toml
 from gossip.errors import ConfigError, check_int, unknown
 from gossip.topology import TOPOLOGIES, make_topology
 
@@ -22,20 +23,35 @@ TARGET_METRICS = ("local_acc_mean", "avg_model_acc")
 BENCH_TOPOLOGIES = tuple(name for name in TOPOLOGIES if name != "edge_list")
 
 
+_RUN = Config()
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """One learning task: dataset, model and the hyper-parameters every topology shares."""
+    """One learning task: a name and the ``Config`` keys every topology shares (``TASK_KEYS``).
+
+    The keys mean what they mean in a run config, with its defaults (``docs/config.md``),
+    except ``rounds`` and ``eval_every``: the suite's runs are shorter and evaluated more often.
+    """
 
     name: str
-    dataset: str = "digits"
-    model: str = "mlp"
+    dataset: str = _RUN.dataset
+    model: str = _RUN.model
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    optimizer: str = "momentum"
-    lr: float = 0.05
-    batch_size: int = 32
+    optimizer: str = _RUN.optimizer
+    lr: float = _RUN.lr
+    batch_size: int = _RUN.batch_size
     rounds: int = 200
     eval_every: int = 10
+
+    def config(self, **keys: Any) -> Config:
+        """The run config of this task, the other keys (peers, topology, seed ...) from ``keys``."""
+        return Config(**{k: copy.deepcopy(getattr(self, k)) for k in TASK_KEYS}, **keys)
+
+
+TASK_KEYS = tuple(f.name for f in dataclasses.fields(TaskSpec) if f.name != "name")
+"""The ``Config`` keys a task sets."""
 
 
 @dataclasses.dataclass(frozen=True)
