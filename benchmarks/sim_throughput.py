@@ -20,13 +20,12 @@ import argparse
 import json
 import platform
 import resource
-import statistics
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
+from gossip.bench.timing import median_time
 from gossip.config import Config
 from gossip.experiment import build_experiment, init_stacked_params, stack_shards
 from gossip.round import PeerState, Shard, make_peer_round
@@ -36,16 +35,6 @@ from gossip.training import make_local_round, make_local_step, round_key, run_ke
 
 CHUNKS = (None, 8, DEFAULT_PEER_CHUNK, 128)
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _median_time(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # warm-up (compiles)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench(n: int, batch: int, repeats: int, loop_repeats: int) -> dict:
@@ -66,7 +55,7 @@ def bench(n: int, batch: int, repeats: int, loop_repeats: int) -> dict:
             state, loss = sim.round(state, data, graph, train_key)
             return loss
 
-        chunk_s[str(chunk)] = _median_time(sim_round, repeats)
+        chunk_s[str(chunk)] = median_time(sim_round, repeats)
     sim_s = chunk_s[str(DEFAULT_PEER_CHUNK)]
 
     step = jax.jit(make_local_step(exp.model.loss, exp.optimizer))
@@ -79,7 +68,7 @@ def bench(n: int, batch: int, repeats: int, loop_repeats: int) -> dict:
         central["p"], central["o"], metrics = step(central["p"], central["o"], big, train_key)
         return metrics["loss"]
 
-    central_s = _median_time(central_step, repeats)
+    central_s = median_time(central_step, repeats)
 
     peer_round = make_peer_round(exp.rule, make_local_round(step, batch, 1))
     begin, finish = jax.jit(peer_round.begin), jax.jit(peer_round.finish)
@@ -96,7 +85,7 @@ def bench(n: int, batch: int, repeats: int, loop_repeats: int) -> dict:
             peers[i] = finish(started[i][1], payloads, w[i], sw[i])
         return peers[-1].params
 
-    loop_s = _median_time(loop_round, loop_repeats)
+    loop_s = median_time(loop_round, loop_repeats)
     return {"peers": n, "batch_per_peer": batch, "sim_s": sim_s, "central_s": central_s,
             "loop_s": loop_s, "sim_s_by_peer_chunk": chunk_s, "sim_over_central": sim_s / central_s,
             "loop_over_sim": loop_s / sim_s,

@@ -21,18 +21,19 @@ Usage: ``python benchmarks/wire.py --json [--sizes-mib 1 16 64] [--repeats 30]``
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import pickle  # the baseline being compared against, never used by the framework
 import platform
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import zmq
 
+from gossip.bench.timing import median_seconds
 from gossip.launch.local import free_ports
 from gossip.wire import decode, encode, make_template
 
@@ -97,23 +98,24 @@ def bench(size_mib: float, repeats: int, warmup: int = 3) -> dict:
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(address)
-    times: dict[str, list[float]] = {m: [] for m in MODES}
+    rounds = itertools.count()
+
+    def exchange(mode: str) -> None:
+        if mode == "gossip":
+            frames = encode("gossip", 0, next(rounds), template, tree)
+        elif mode == "pickle":
+            frames = [pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL)]
+        else:
+            frames = [flat]
+        sock.send_multipart([mode.encode(), *frames], copy=False)
+        if not sock.poll(60_000):
+            raise RuntimeError(f"no acknowledgement for {mode} at {size_mib} MiB")
+        sock.recv()
+
     try:
-        for i in range(warmup + repeats):
-            for mode in MODES[i % 3:] + MODES[:i % 3]:  # rotated: no mode always goes first
-                start = time.perf_counter()
-                if mode == "gossip":
-                    frames = encode("gossip", 0, i, template, tree)
-                elif mode == "pickle":
-                    frames = [pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL)]
-                else:
-                    frames = [flat]
-                sock.send_multipart([mode.encode(), *frames], copy=False)
-                if not sock.poll(60_000):
-                    raise RuntimeError(f"no acknowledgement for {mode} at {size_mib} MiB")
-                sock.recv()
-                if i >= warmup:
-                    times[mode].append(time.perf_counter() - start)
+        # the modes alternate, the order rotated each repeat: no mode always goes first
+        seconds = median_seconds({m: functools.partial(exchange, m) for m in MODES}, repeats,
+                                 warmup)
         server.wait(timeout=60)
     finally:
         sock.close()
@@ -122,7 +124,7 @@ def bench(size_mib: float, repeats: int, warmup: int = 3) -> dict:
             server.kill()
             server.wait()
     size = template.nbytes
-    gbps = {m: size * 8 / statistics.median(t) / 1e9 for m, t in times.items()}
+    gbps = {m: size * 8 / t / 1e9 for m, t in seconds.items()}
     return {"size_bytes": size, "leaves": len(template.leaves), "repeats": repeats,
             "gossip_gbps": round(gbps["gossip"], 3), "raw_zmq_gbps": round(gbps["raw_zmq"], 3),
             "pickle_gbps": round(gbps["pickle"], 3),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from gossip.bench.cost_model import out_degrees, round_times
 from gossip.bench.plots import write_plots
 from gossip.bench.report import RAW_KEYS, build_results, markdown, write_json
 from gossip.bench.suite import SuiteConfig, TaskSpec, topology_options
+from gossip.bench.timing import median_time
 from gossip.config import Config
 from gossip.errors import ConfigError
 from gossip.experiment import Experiment, build_experiment
@@ -69,14 +69,7 @@ def measure_step_time(exp: Experiment, repeats: int = 50) -> float:
     step = jax.jit(make_local_step(exp.model.loss, exp.optimizer))
     state = (params, exp.optimizer.init(params))
     key = jax.random.key(0)
-    jax.block_until_ready(step(*state, (x, y), key))  # compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = step(*state, (x, y), key)
-        jax.block_until_ready(out)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_time(lambda: step(*state, (x, y), key), repeats)  # warm-up compiles
 
 
 def run_one(exp: Experiment, suite: SuiteConfig, task: TaskSpec, partition: str,
