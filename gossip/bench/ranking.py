@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 Group = tuple[str, int, str]  # (task, n, partition)
 
@@ -147,20 +148,8 @@ def winners(rows: list[dict[str, Any]], key: str) -> dict[Group, str | None]:
 
 
 def rank_correlation(x: list[float], y: list[float]) -> float | None:
-    """Spearman's rank correlation (average ranks for ties); None with < 3 points."""
-    if len(x) < 3:
+    """Spearman's rank correlation (``scipy.stats.spearmanr``: average ranks for ties); None
+    with < 3 points or when either list is constant (no ranking)."""
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
         return None
-
-    def ranks(v: list[float]) -> np.ndarray:
-        a = np.asarray(v, dtype=np.float64)
-        order = a.argsort(kind="stable")
-        r = np.empty(len(a))
-        r[order] = np.arange(len(a))
-        for value in np.unique(a):  # average ranks of ties
-            r[a == value] = r[a == value].mean()
-        return r
-
-    rx, ry = ranks(x), ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
-        return None
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return float(stats.spearmanr(x, y).statistic)
