@@ -110,10 +110,7 @@ class Transport:
         try:
             self.router.bind(self.bind_address)
         except zmq.ZMQError as e:
-            self.router.close(linger=0)
-            self._stop_authenticator()
-            if self._own_context:
-                self.context.term()
+            self._close_router()
             raise OSError(f"peer {peer_id} cannot bind {self.bind_address}: {e}") from None
         self.monitor = self.router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.dealers: dict[int, zmq.Socket] = {}
@@ -186,10 +183,14 @@ class Transport:
             return frames[1:], disconnects
         return None, disconnects
 
-    def _stop_authenticator(self) -> None:
+    def _close_router(self) -> None:
+        """The last of closing: the ROUTER, the authenticator, the context if it is ours."""
+        self.router.close(linger=0)
         if self.authenticator is not None:
             self.authenticator.stop()  # joins its thread
             self.authenticator = None
+        if self._own_context:
+            self.context.term()
 
     def close(self, linger_ms: int = 0) -> None:
         """Closes every socket and stops the authenticator (once); queued outgoing messages
@@ -204,7 +205,4 @@ class Transport:
         self.beat_dealers.clear()
         self.router.disable_monitor()
         self.monitor.close(linger=0)
-        self.router.close(linger=0)
-        self._stop_authenticator()
-        if self._own_context:
-            self.context.term()
+        self._close_router()
