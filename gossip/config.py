@@ -15,7 +15,7 @@ from typing import Any
 
 import tomli_w
 
-from gossip.errors import ConfigError, check_int
+from gossip.errors import ConfigError, check_int, check_type
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,12 +78,7 @@ def _check_type(key: str, value: Any) -> Any:
         expected: type = dict
     else:
         expected = type(default)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if expected is int and isinstance(value, bool) or not isinstance(value, expected):
-        raise ConfigError(f"config key {key!r} must be {expected.__name__}, "
-                          f"got {type(value).__name__} {value!r}")
-    return value
+    return check_type(f"config key {key!r}", value, expected)
 
 
 def resolve(file_values: dict[str, Any], overrides: dict[str, Any]) -> Config:

@@ -63,3 +63,14 @@ def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
         bounds = f"between {low} and {high}" if high is not None else f">= {low}"
         raise ConfigError(f"{name} must be {bounds}, got {value}")
     return value
+
+
+def check_type(name: str, value: Any, expected: type) -> Any:
+    """A value of type ``expected`` (an int is accepted as a float and becomes one; a bool is
+    never an int or a float), or ConfigError: ``NAME must be int, got str '4'``."""
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
+        raise ConfigError(f"{name} must be {expected.__name__}, "
+                          f"got {type(value).__name__} {value!r}")
+    return value

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gossip.config import Config, load_toml
-from gossip.errors import ConfigError, check_int, unknown
+from gossip.errors import ConfigError, check_int, check_type, unknown
 from gossip.topology import TOPOLOGIES, make_topology
 
 PARTITIONS = ("iid", "dirichlet")
@@ -126,11 +126,8 @@ def _table(owner: str, cls: type, value: Any, base: Any = None) -> Any:
             raise ConfigError(f"unknown key {key!r} in {owner}; valid keys: {', '.join(hints)}")
     merged = {**(dataclasses.asdict(base) if base else {}), **value}
     for key, v in merged.items():
-        expected = typing.get_origin(hints[key]) or hints[key]
-        if expected is float and isinstance(v, int) and not isinstance(v, bool):
-            merged[key] = v = float(v)
-        if not isinstance(v, expected) or isinstance(v, bool):
-            raise ConfigError(f"{owner}: key {key!r} must be {expected.__name__}, got {v!r}")
+        merged[key] = check_type(f"{owner}: key {key!r}", v,
+                                 typing.get_origin(hints[key]) or hints[key])
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in merged
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
