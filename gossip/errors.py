@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import operator
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -74,3 +75,25 @@ def check_type(name: str, value: Any, expected: type) -> Any:
         raise ConfigError(f"{name} must be {expected.__name__}, "
                           f"got {type(value).__name__} {value!r}")
     return value
+
+
+def optional_import(module: str, extra: str, needed_by: str) -> Any:
+    """Imports a package that an extra of gossip-train installs.
+
+    Args:
+        module: the module to import, e.g. ``"matplotlib.pyplot"``.
+        extra: the extra that installs it, e.g. ``"plots"``.
+        needed_by: what needs it, for the message, e.g. ``"dataset 'mnist1d'"``.
+
+    Returns:
+        The imported module.
+
+    Raises:
+        ConfigError: the package is not installed; the message says how to install it.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ConfigError(f"{needed_by} needs the package {module.split('.')[0]!r}, which is "
+                          f"not installed: pip install 'gossip-train[{extra}]'") from e
+

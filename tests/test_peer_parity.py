@@ -12,6 +12,7 @@ CASES = [
     ("random_matching", "dpsgd", 1),
     ("one_peer_exponential", "push_sum", 1),
     ("ring", "dpsgd_cta", 2),
+    ("epidemic", "push_sum", 2),  # directed, in-degrees differ: the masses differ
 ]
 
 

@@ -8,15 +8,13 @@ from typing import Any
 import numpy as np
 
 from gossip.bench.ranking import Group, group_of, groups
+from gossip.errors import optional_import
 
 
 def _pyplot() -> Any:
-    import matplotlib
-
+    matplotlib = optional_import("matplotlib", "plots", "gossip bench's figures")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return optional_import("matplotlib.pyplot", "plots", "gossip bench's figures")
 
 
 def _grid(plt: Any, gs: list[Group]) -> tuple[Any, dict[Group, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gossip.data.dataset import Dataset, fraction, positive_int, require_path, resolve_options
-from gossip.errors import ConfigError
+from gossip.errors import ConfigError, optional_import
 
 
 def load_digits(seed: int, options: dict[str, Any]) -> Dataset:
@@ -43,15 +43,14 @@ def load_digits(seed: int, options: dict[str, Any]) -> Dataset:
 @functools.lru_cache(maxsize=8)
 def _mnist1d_arrays(num_samples: int, seed: int) -> tuple[np.ndarray, ...]:
     """Generates MNIST-1D once per process; restores the global RNG states afterwards."""
-    import mnist1d.data
-
-    args = mnist1d.data.get_dataset_args()
+    data = optional_import("mnist1d.data", "mnist1d", "dataset 'mnist1d'")
+    args = data.get_dataset_args()
     args.num_samples = num_samples
     args.seed = seed
     # make_dataset calls mnist1d's set_seed, which seeds both global generators.
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
-        d = mnist1d.data.make_dataset(args)
+        d = data.make_dataset(args)
     finally:
         np.random.set_state(np_state)
         random.setstate(py_state)
