@@ -22,7 +22,8 @@ def _modules(names: list[str]) -> list[Path]:
 
 def test_import_contracts_hold():
     # The layers and the "no model library below the assembly" contracts in pyproject.toml.
-    result = subprocess.run(["lint-imports", "--no-cache"], cwd=ROOT, capture_output=True,
+    lint_imports = Path(sys.executable).with_name("lint-imports")  # installed with [test]
+    result = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
