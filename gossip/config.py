@@ -34,7 +34,7 @@ class Config:
     local_steps: int = 1
     dataset: str = "digits"
     dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    partition: str = "iid"
+    partition: str = "default"
     alpha: float = 0.5
     shards_per_peer: int = 2
     model: str = "mlp"
@@ -68,8 +68,8 @@ class Config:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
-_POSITIVE = ("peers", "local_steps", "batch_size", "rounds", "eval_every", "shards_per_peer",
-             "max_ahead", "catchup_after")
+_POSITIVE = ("peers", "local_steps", "rounds", "eval_every", "shards_per_peer", "max_ahead",
+             "catchup_after")
 
 
 def _check_type(key: str, value: Any) -> Any:
@@ -103,6 +103,9 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any]) -> Config:
     config = Config(**checked)
     for key in _POSITIVE:
         check_int(key, getattr(config, key), 1)
+    if config.batch_size < 0:
+        raise ConfigError(f"batch_size must be >= 0 (0: the whole shard every step), got "
+                          f"{config.batch_size}")
     for key in ("alpha", "round_deadline", "startup_timeout", "heartbeat_interval"):
         if not getattr(config, key) > 0:
             raise ConfigError(f"{key} must be > 0, got {getattr(config, key)}")
@@ -142,12 +145,15 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--model", "model", str, "model name"),
     ("--rounds", "rounds", int, "communication rounds"),
     ("--local-steps", "local_steps", int, "local steps per round (H)"),
-    ("--batch-size", "batch_size", int, "batch size per peer and step"),
+    ("--batch-size", "batch_size", int,
+     "batch size per peer and step, drawn with replacement; 0: the whole shard every step "
+     "(full-batch gradient)"),
     ("--lr", "lr", float, "learning rate"),
     ("--optimizer", "optimizer", str, "optimizer: sgd, momentum, nesterov, adam, adamw"),
     ("--momentum", "momentum", float, "momentum coefficient"),
     ("--partition", "partition", str, "data split: iid, dirichlet, dirichlet_peer, shards, "
-                                      "quantity"),
+                                      "quantity, natural (the dataset's own), default (natural "
+                                      "where the dataset has one, else iid)"),
     ("--alpha", "alpha", float, "Dirichlet concentration for dirichlet/quantity splits"),
     ("--seed", "seed", int, "run seed (topology, data split, init, batches)"),
     ("--out", "out", str, "output directory"),

@@ -1,4 +1,5 @@
-"""Evaluation of stacked peers: the average model, every local model, consensus distance."""
+"""Evaluation of stacked peers: the average model, every local model, consensus distance,
+and the distance to a known optimum."""
 
 from __future__ import annotations
 
@@ -27,29 +28,75 @@ def consensus_distance(params: Params) -> jax.Array:
     return jnp.mean(sum(jax.tree.leaves(jax.tree.map(leaf, params))))
 
 
-def make_evaluator(metric_fn: MetricFn, loss_fn: MetricFn,
-                   peer_chunk: int = 64) -> Callable[..., dict[str, jax.Array]]:
+def flat_params(params: Params) -> jax.Array:
+    """Each peer's parameters as one vector, leaves in pytree order: leaves (N, ...) -> (N, P)."""
+    leaves = jax.tree.leaves(params)
+    return jnp.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=1)
+
+
+def matching_optimum(optimum: np.ndarray | None, params: Params) -> np.ndarray | None:
+    """``optimum`` when one peer's parameters are a vector of its size, else None.
+
+    Args:
+        optimum: a dataset's ``optimum`` (P,), or None.
+        params: one peer's parameters, or their shapes (``jax.eval_shape``).
+
+    Returns:
+        ``optimum`` when ``params`` flattens (pytree order) to exactly P numbers, else None.
+    """
+    if optimum is None:
+        return None
+    size = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(params))
+    return optimum if size == np.size(optimum) else None
+
+
+def optimum_distances(params: Params, optimum: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Relative distances of the average model and of the farthest peer to an optimum.
+
+    Args:
+        params: stacked params, leaves (N, ...), flattening to P numbers per peer.
+        optimum: (P,) ``x*`` in the coordinates of ``flat_params``.
+
+    Returns:
+        ``(‖x̄ − x*‖ / ‖x*‖, max_i ‖x_i − x*‖ / ‖x*‖)``, both ().
+    """
+    flat = flat_params(params)
+    scale = jnp.linalg.norm(optimum)
+    avg = jnp.linalg.norm(jnp.mean(flat, axis=0) - optimum) / scale
+    worst = jnp.max(jnp.linalg.norm(flat - optimum[None], axis=1)) / scale
+    return avg, worst
+
+
+def make_evaluator(metric_fn: MetricFn, loss_fn: MetricFn, peer_chunk: int = 64,
+                   optimum: Any = None) -> Callable[..., dict[str, jax.Array]]:
     """Builds a jitted ``evaluate(params, x_test, y_test) -> dict``.
 
     Args:
         metric_fn: ``metric(params, x, y) -> ()`` of one model.
         loss_fn: ``loss(params, x, y) -> ()`` of one model.
         peer_chunk: local models evaluated at once (bounds memory for many peers).
+        optimum: None, or ``x*`` (P,) in the coordinates of ``flat_params`` (the dataset's
+            ``optimum``, see ``gossip.experiment.model_optimum``).
 
     Returns:
         A function of stacked params (leaves (N, ...)) and a test set giving
         ``avg_model_metric`` (), ``avg_model_loss`` (), ``local_metric`` (N,) and
-        ``consensus_distance`` ().
+        ``consensus_distance`` (); with an ``optimum`` also ``opt_distance`` () and
+        ``opt_distance_max`` () (``optimum_distances``).
     """
+    target = None if optimum is None else jnp.asarray(optimum, jnp.float32)
 
     @jax.jit
     def evaluate(params: Params, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
         avg = average_params(params)
         local = jax.lax.map(lambda p: metric_fn(p, x, y), params, batch_size=peer_chunk)
-        return {"avg_model_metric": metric_fn(avg, x, y),
-                "avg_model_loss": loss_fn(avg, x, y),
-                "local_metric": local,
-                "consensus_distance": consensus_distance(params)}
+        out = {"avg_model_metric": metric_fn(avg, x, y),
+               "avg_model_loss": loss_fn(avg, x, y),
+               "local_metric": local,
+               "consensus_distance": consensus_distance(params)}
+        if target is not None:
+            out["opt_distance"], out["opt_distance_max"] = optimum_distances(params, target)
+        return out
 
     return evaluate
 
@@ -60,11 +107,18 @@ def evaluation_record(ev: dict[str, Any], short: str) -> dict[str, float]:
     Args:
         ev: what ``make_evaluator``'s function returned, on the host.
         short: the metric's short name, ``"acc"`` or ``"rmse"``.
+
+    Returns:
+        The keys below; ``opt_distance`` and ``opt_distance_max`` only when ``ev`` has them.
     """
     local = np.asarray(ev["local_metric"])
-    return {f"avg_model_{short}": float(ev["avg_model_metric"]),
-            "avg_model_loss": float(ev["avg_model_loss"]),
-            f"local_{short}_mean": float(local.mean()),
-            f"local_{short}_min": float(local.min()),
-            f"local_{short}_max": float(local.max()),
-            "consensus_distance": float(ev["consensus_distance"])}
+    record = {f"avg_model_{short}": float(ev["avg_model_metric"]),
+              "avg_model_loss": float(ev["avg_model_loss"]),
+              f"local_{short}_mean": float(local.mean()),
+              f"local_{short}_min": float(local.min()),
+              f"local_{short}_max": float(local.max()),
+              "consensus_distance": float(ev["consensus_distance"])}
+    for key in ("opt_distance", "opt_distance_max"):
+        if key in ev:
+            record[key] = float(ev[key])
+    return record

@@ -16,7 +16,8 @@ import numpy as np
 import optax
 
 from gossip.config import Config
-from gossip.data import Dataset, load_dataset, partition
+from gossip.data import Dataset, dataset_partition, load_dataset
+from gossip.evaluate import matching_optimum
 from gossip.models import Model, make_model
 from gossip.optim import make_optimizer
 from gossip.rules import DEFAULT_WEIGHTS, GossipRule, make_rule
@@ -71,10 +72,24 @@ def build_experiment(config: Config) -> Experiment:
     dataset = load_dataset(config.dataset, seed=config.seed, **config.dataset_options)
     model = make_model(config.model, {**dataset.meta, "task": dataset.task},
                        **config.model_options)
-    shards = partition(dataset.y_train, config.peers, config.partition, seed=config.seed,
-                       alpha=config.alpha, shards_per_peer=config.shards_per_peer,
-                       dataset=dataset.name)
+    shards = dataset_partition(dataset, config.peers, config.partition, seed=config.seed,
+                               alpha=config.alpha, shards_per_peer=config.shards_per_peer)
     return Experiment(config, dataset, shards, model, optimizer, rule, topology)
+
+
+def model_optimum(exp: Experiment) -> np.ndarray | None:
+    """The dataset's optimum ``x*`` when the model's parameters live in its coordinates.
+
+    Returns:
+        ``exp.dataset.optimum`` (float64 ``(P,)``) when the dataset knows its optimum and one
+        peer's parameters flatten (pytree order) to ``P`` numbers, as the ``linear`` model's
+        do on ``least_squares``; None otherwise (no ``opt_distance`` metrics then).
+    """
+    if exp.dataset.optimum is None:
+        return None
+    shapes = jax.eval_shape(exp.model.init, jax.random.key(0),
+                            jnp.asarray(exp.dataset.x_train[:1]))
+    return matching_optimum(exp.dataset.optimum, shapes)
 
 
 def init_peer_params(model: Model, sample_x: np.ndarray, init_key: jax.Array, peer: int,

@@ -15,7 +15,13 @@ from tqdm import tqdm
 
 from gossip.config import Config
 from gossip.evaluate import evaluation_record, make_evaluator
-from gossip.experiment import Experiment, build_experiment, init_stacked_params, stack_shards
+from gossip.experiment import (
+    Experiment,
+    build_experiment,
+    init_stacked_params,
+    model_optimum,
+    stack_shards,
+)
 from gossip.pytree import save_npz, tree_nbytes
 from gossip.sim.sharding import peer_sharding, shard_peers
 from gossip.sim.simulator import DEFAULT_PEER_CHUNK, MixingGraph, make_simulator
@@ -63,7 +69,7 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
     # A sharded peer axis stays whole: chunking it would reshape across devices.
     sim = make_simulator(exp.model.loss, exp.optimizer, exp.rule, cfg.batch_size,
                          peer_chunk=None if sharding else DEFAULT_PEER_CHUNK)
-    evaluate = make_evaluator(exp.model.metric, exp.model.loss)
+    evaluate = make_evaluator(exp.model.metric, exp.model.loss, optimum=model_optimum(exp))
     state = shard_peers(sim.init(init_stacked_params(exp, init_key)), sharding)
     msg_bytes = message_nbytes(exp, state.params)
     short = METRIC_SHORT[exp.model.metric_name]

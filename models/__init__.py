@@ -11,6 +11,7 @@ from typing import Any
 
 from gossip.models.base import Model
 from gossip.models.cnn import make_cnn1d, make_cnn2d
+from gossip.models.linear import make_linear
 from gossip.models.logistic import make_logistic
 from gossip.models.matrix_factorization import make_mf
 from gossip.models.mlp import make_mlp
@@ -23,6 +24,7 @@ __all__ = ["MODELS", "Model", "make_model"]
 ModelFactory = Callable[..., Model]
 
 MODELS: Mapping[str, ModelFactory] = MappingProxyType({
+    "linear": make_linear,
     "logistic": make_logistic,
     "mlp": make_mlp,
     "cnn1d": make_cnn1d,
@@ -36,7 +38,7 @@ def make_model(name: str, meta: Mapping[str, Any], **options: Any) -> Model:
     """Builds a model by name for a dataset.
 
     Args:
-        name: one of ``MODELS``: ``logistic``, ``mlp``, ``cnn1d``, ``cnn2d``,
+        name: one of ``MODELS``: ``linear``, ``logistic``, ``mlp``, ``cnn1d``, ``cnn2d``,
             ``transformer``, ``mf``.
         meta: the dataset's meta dict, with ``task`` added: ``task``, ``num_classes``,
             ``input_shape``, and ``vocab_size`` / ``seq_len`` (lm) or ``n_users`` /

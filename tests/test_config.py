@@ -46,10 +46,19 @@ def test_round_trip_through_toml():
     ({"peers": 0}, "peers must be >= 1, got 0"),
     ({"alpha": 0.0}, "alpha must be > 0, got 0.0"),
     ({"alpha": -1}, "alpha must be > 0, got -1.0"),
+    ({"batch_size": -1}, r"batch_size must be >= 0 \(0: the whole shard every step\), got -1"),
 ])
 def test_bad_values_name_the_key(values, match):
     with pytest.raises(ConfigError, match=match):
         resolve(values, {})
+
+
+def test_batch_size_zero_means_the_whole_shard():
+    assert resolve({"batch_size": 0}, {}).batch_size == 0
+    assert config_from_args(_args(["--batch-size", "0"])).batch_size == 0
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    assert "0: the whole shard" in " ".join(parser.format_help().split())
 
 
 def test_bad_files(tmp_path):

@@ -34,7 +34,7 @@ def same(a: Dataset, b: Dataset) -> bool:
 
 def test_registry_names():
     assert set(DATASETS) == {"digits", "mnist1d", "teacher_linear", "teacher_logistic", "npz",
-                             "idx", "chars", "ratings_synthetic", "movielens"}
+                             "idx", "chars", "ratings_synthetic", "movielens", "least_squares"}
 
 
 def test_digits():

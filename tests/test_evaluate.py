@@ -3,7 +3,14 @@
 import jax.numpy as jnp
 import numpy as np
 
-from gossip.evaluate import average_params, consensus_distance, make_evaluator
+from gossip.evaluate import (
+    average_params,
+    consensus_distance,
+    evaluation_record,
+    make_evaluator,
+    matching_optimum,
+    optimum_distances,
+)
 
 
 def test_consensus_distance_matches_its_definition():
@@ -27,3 +34,31 @@ def test_evaluator_reports_average_and_local_models():
     np.testing.assert_allclose(out["local_metric"], [1.0, 0.0, 1.0])
     np.testing.assert_allclose(out["avg_model_metric"], 1.0)
     np.testing.assert_allclose(out["avg_model_loss"], 0.0)
+
+
+def test_optimum_distances_match_their_definition():
+    # Two leaves flatten, in pytree order ("a" then "b"), to 3 numbers per peer.
+    params = {"a": jnp.array([[1.0, 2.0], [3.0, 0.0], [2.0, 2.0]]), "b": jnp.array([0.0, 3, 3])}
+    optimum = np.array([2.0, 1.0, 2.0])
+    flat = np.array([[1.0, 2, 0], [3, 0, 3], [2, 2, 3]])
+    avg, worst = optimum_distances(params, jnp.asarray(optimum, jnp.float32))
+    scale = np.linalg.norm(optimum)
+    np.testing.assert_allclose(avg, np.linalg.norm(flat.mean(0) - optimum) / scale, rtol=1e-6)
+    np.testing.assert_allclose(
+        worst, np.max(np.linalg.norm(flat - optimum, axis=1)) / scale, rtol=1e-6)
+    assert matching_optimum(optimum, {"a": np.zeros(2), "b": np.zeros(())}) is optimum
+    assert matching_optimum(optimum, {"a": np.zeros(3), "b": np.zeros(())}) is None
+    assert matching_optimum(None, {"a": np.zeros(3)}) is None
+
+
+def test_evaluator_adds_the_optimum_keys_only_with_an_optimum():
+    def loss(p, x, y):
+        return jnp.mean((x * p["w"][0] - y) ** 2)
+
+    params = {"w": jnp.array([[1.0], [3.0]])}
+    x = y = jnp.array([1.0, 2.0])
+    plain = evaluation_record(make_evaluator(loss, loss)(params, x, y), "rmse")
+    assert "opt_distance" not in plain and "opt_distance_max" not in plain
+    ev = make_evaluator(loss, loss, optimum=np.array([1.0]))(params, x, y)
+    record = evaluation_record(ev, "rmse")
+    assert record["opt_distance"] == 1.0 and record["opt_distance_max"] == 2.0

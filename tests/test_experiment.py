@@ -5,16 +5,20 @@ import json
 
 import jax
 import numpy as np
+import pytest
 
 from gossip.cli import main
 from gossip.config import Config
 from gossip.data import peer_shard
+from gossip.errors import ConfigError
 from gossip.experiment import (
     build_experiment,
     init_peer_params,
     init_stacked_params,
+    model_optimum,
     stack_shards,
 )
+from gossip.launch.peer_task import build_peer_task
 from gossip.training import run_keys
 
 SMALL = Config(peers=5, partition="dirichlet", alpha=0.3, model_options={"hidden": [8]})
@@ -63,3 +67,41 @@ def test_regression_runs_report_rmse(tmp_path):
     assert "avg_model_acc" not in record
     first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert record["avg_model_rmse"] < first["avg_model_rmse"]
+
+
+LEAST_SQUARES = Config(peers=4, dataset="least_squares", model="linear", batch_size=0,
+                       dataset_options={"peers": 4, "rows_per_peer": 6, "dim": 3})
+
+
+def test_least_squares_binds_each_peer_to_its_own_rows():
+    exp = build_experiment(LEAST_SQUARES)  # partition "default": the dataset's own split
+    data = stack_shards(exp.dataset, exp.shards)
+    assert data.x.shape == (4, 6, 3) and list(data.size) == [6] * 4
+    for peer in range(4):
+        rows = slice(6 * peer, 6 * (peer + 1))
+        np.testing.assert_array_equal(data.x[peer], exp.dataset.x_train[rows])
+        task = build_peer_task(LEAST_SQUARES, peer)  # what a real peer trains on
+        np.testing.assert_array_equal(task.x, exp.dataset.x_train[rows])
+        np.testing.assert_array_equal(task.y, exp.dataset.y_train[rows])
+        assert task.batch_size == 0
+    natural = build_experiment(dataclasses.replace(LEAST_SQUARES, partition="natural"))
+    for a, b in zip(natural.shards, exp.shards, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert model_optimum(exp) is exp.dataset.optimum
+    # An MLP's parameters are not the problem's vector: no optimum to compare with.
+    mlp = build_experiment(dataclasses.replace(LEAST_SQUARES, model="mlp"))
+    assert model_optimum(mlp) is None and model_optimum(build_experiment(SMALL)) is None
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"partition": "iid"}, "dataset 'least_squares' gives each peer its own rows; use "
+                           "partition 'natural'"),
+    ({"peers": 8}, "dataset 'least_squares' was made for 4 peers (its option 'peers') but the "
+                   "run has 8; set dataset option peers = 8"),
+    ({"partition": "natural", "dataset": "teacher_linear", "dataset_options": {}},
+     "partition 'natural' needs a dataset with its own split"),
+])
+def test_least_squares_refuses_other_splits_and_peer_counts(change, message):
+    with pytest.raises(ConfigError) as info:
+        build_experiment(dataclasses.replace(LEAST_SQUARES, **change))
+    assert message in str(info.value) and "\n" not in str(info.value)

@@ -18,6 +18,7 @@ import optax
 import pytest
 from gossip.models import MODELS, Model, make_model
 
+from gossip.data import load_dataset
 from gossip.errors import ConfigError
 
 
@@ -92,6 +93,7 @@ RATINGS_META = {"task": "ratings", "num_classes": None, "input_shape": (2,), "n_
 
 # The full conformance suite (init, apply, loss, metric, jit(grad), vmap, training) per case.
 CASES = [
+    Case("linear", "linear", _reg((10,))),
     Case("logistic-cls", "logistic", _cls((8, 8))),
     Case("logistic-reg", "logistic", _reg((10,))),
     Case("mlp-cls", "mlp", _cls((20,)), {"hidden": [32, 16]}),
@@ -102,9 +104,10 @@ CASES = [
     Case("mf", "mf", RATINGS_META, {"rank": 4}, steps=100),
 ]
 # Checks that compile the random initialisers again (slow on CPU) run on cheap models only.
-CHEAP_CASES = ("logistic-cls", "mlp-reg", "mf")
+CHEAP_CASES = ("linear", "logistic-cls", "mlp-reg", "mf")
 # More configurations, checked by shape only (jax.eval_shape: traced, never compiled).
 SHAPE_CASES = [
+    Case("linear-2d", "linear", _reg((3, 4))),
     Case("logistic-reg-2d", "logistic", _reg((3, 4))),
     Case("mlp-default", "mlp", _cls((8, 8), 10)),
     Case("mlp-linear", "mlp", _reg((6,)), {"hidden": []}),
@@ -150,7 +153,8 @@ def _compiled(case_id: str) -> Compiled:
 
 
 def test_registry_names():
-    assert sorted(MODELS) == sorted(["logistic", "mlp", "cnn1d", "cnn2d", "transformer", "mf"])
+    assert sorted(MODELS) == sorted(["linear", "logistic", "mlp", "cnn1d", "cnn2d", "transformer",
+                                     "mf"])
 
 
 def test_init_apply_loss_metric_grad(case, key):
@@ -319,7 +323,7 @@ def test_mf_prediction_is_dot_plus_biases(key):
 
 def test_unknown_model():
     with pytest.raises(ConfigError, match=r"^unknown model 'resnet'; valid choices: cnn1d, "
-                                          r"cnn2d, logistic, mf, mlp, transformer$"):
+                                          r"cnn2d, linear, logistic, mf, mlp, transformer$"):
         make_model("resnet", _cls((4,)))
 
 
@@ -327,6 +331,9 @@ def test_unknown_option():
     with pytest.raises(ConfigError) as info:
         make_model("mlp", _cls((4,)), foo=1)
     assert str(info.value) == "unknown option 'foo' for model 'mlp'; valid options: hidden"
+    with pytest.raises(ConfigError, match="unknown option 'bias' for model 'linear'; valid "
+                                          r"options: \(none\)"):
+        make_model("linear", _reg((4,)), bias=True)
     with pytest.raises(ConfigError, match="unknown option 'hidden' for model 'logistic'"):
         make_model("logistic", _cls((4,)), hidden=[3])
     with pytest.raises(ConfigError, match="valid options: channels, hidden, kernel"):
@@ -335,6 +342,9 @@ def test_unknown_option():
 
 @pytest.mark.parametrize(("name", "meta", "message"), [
     ("mf", _cls((4,)), "model 'mf' needs a ratings dataset, got task 'classification'"),
+    ("linear", _cls((4,)), "model 'linear' needs a regression dataset, got task "
+                           "'classification'"),
+    ("linear", _reg(()), "model 'linear' needs inputs of rank 1 or 2 or 3, got input shape ()"),
     ("transformer", _reg((4,)), "model 'transformer' needs an lm dataset, got task "
                                 "'regression'"),
     ("mlp", LM_META, "model 'mlp' needs a classification or regression dataset, got task 'lm'"),
@@ -375,3 +385,21 @@ def test_mf_global_bias(key):
     assert params["bias"] == 3.0  # the middle of a 1-5 rating scale
     params = make_model("mf", RATINGS_META, global_bias=0).init(key, x)
     assert params["bias"] == 0.0 and params["bias"].dtype == jnp.float32
+
+
+def test_linear_is_x_dot_w_with_mean_squared_error(key):
+    """``{"w": (d,)}``, no bias; loss ``mean (x . w - y)^2``, its gradient ``2/B X^T (Xw - y)``."""
+    ds = load_dataset("teacher_linear", num_samples=40, dim=5)
+    model = make_model("linear", {**ds.meta, "task": ds.task})
+    params = model.init(key, ds.x_train[:1])
+    assert jax.tree.map(jnp.shape, params) == {"w": (5,)}
+    x, y = ds.x_train.astype(np.float64), ds.y_train.astype(np.float64)
+    w = np.asarray(params["w"], np.float64)
+    np.testing.assert_allclose(model.apply(params, ds.x_train), x @ w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.loss(params, ds.x_train, ds.y_train),
+                               np.mean((x @ w - y) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(jax.grad(model.loss)(params, ds.x_train, ds.y_train)["w"],
+                               2 * x.T @ (x @ w - y) / len(y), rtol=1e-4, atol=1e-6)
+    # At the least-squares solution the test RMSE is about the label noise (0.1).
+    best = {"w": jnp.asarray(np.linalg.lstsq(x, y, rcond=None)[0], jnp.float32)}
+    assert float(model.metric(best, ds.x_test, ds.y_test)) < 0.15

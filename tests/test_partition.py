@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from gossip.data import PARTITIONS, load_dataset, partition, peer_shard
+from gossip.data import PARTITIONS, dataset_partition, load_dataset, partition, peer_shard
 from gossip.errors import ConfigError
 
 LABELS = np.repeat(np.arange(10), 100)[np.random.default_rng(0).permutation(1000)]
@@ -144,3 +144,24 @@ def test_peer_shard_errors():
     with pytest.raises(ConfigError,
                        match="2000 peers but dataset 'digits' has only 1437 training samples"):
         peer_shard(digits, 2000, 0, scheme="iid", seed=0)
+
+
+def test_dataset_partition_default_is_iid_without_a_split_of_its_own():
+    ds = load_dataset("teacher_linear", num_samples=60)
+    for scheme in ("default", "iid"):
+        got = dataset_partition(ds, 4, scheme, seed=3)
+        for a, b in zip(got, partition(ds.y_train, 4, "iid", seed=3), strict=True):
+            np.testing.assert_array_equal(a, b)
+    q = dataset_partition(ds, 4, "quantity", seed=3, alpha=0.2)
+    for a, b in zip(q, partition(ds.y_train, 4, "quantity", seed=3, alpha=0.2), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dataset_partition_errors():
+    ds = load_dataset("teacher_linear", num_samples=60)
+    with pytest.raises(ConfigError, match="partition 'natural' needs a dataset with its own "
+                                          "split among peers .*'teacher_linear' has none"):
+        dataset_partition(ds, 4, "natural", seed=0)
+    with pytest.raises(ConfigError, match=r"unknown partition 'zipf'; valid choices: default, "
+                                          r"dirichlet, dirichlet_peer, iid, natural, quantity"):
+        dataset_partition(ds, 4, "zipf", seed=0)

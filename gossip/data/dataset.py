@@ -32,6 +32,13 @@ class Dataset:
         meta: model-building facts: always ``num_classes`` (int for classification and lm,
             None otherwise) and ``input_shape``; for lm ``vocab_size`` and ``seq_len``; for
             ratings ``n_users`` and ``n_items``.
+        shards: the dataset's own split among peers, or None (the usual case: a partition
+            scheme splits it). When given, element ``i`` is the int64 index array of peer
+            ``i``'s rows in ``x_train``; the run must have ``len(shards)`` peers and use the
+            ``natural`` partition (see ``gossip.data.dataset_partition``).
+        optimum: the exact minimiser of the training objective, or None when unknown: a
+            float64 vector ``(P,)`` in the coordinates of the model's parameters flattened in
+            pytree order (for ``least_squares``: the linear model's ``w``).
     """
 
     name: str
@@ -41,6 +48,8 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    shards: tuple[np.ndarray, ...] | None = None
+    optimum: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -51,6 +60,12 @@ class Dataset:
                 raise ConfigError(
                     f"dataset {self.name!r}: x_{split} has {len(x)} samples but y_{split} "
                     f"has {len(y)}")
+        if self.shards is not None:
+            rows = np.sort(np.concatenate(self.shards)) if self.shards else np.zeros(0)
+            if (any(len(s) == 0 for s in self.shards)
+                    or not np.array_equal(rows, np.arange(self.num_train))):
+                raise ConfigError(f"dataset {self.name!r}: its shards must be non-empty, "
+                                  "disjoint and cover the training set")
 
     @property
     def num_train(self) -> int:

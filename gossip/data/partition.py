@@ -25,6 +25,11 @@ Schemes:
 
 ``dirichlet``, ``dirichlet_peer`` and ``shards`` need 1-D integer class labels; ``iid`` and
 ``quantity`` work for any targets (regression, lm, ratings).
+
+A dataset may instead bring its own split (``Dataset.shards``, e.g. ``least_squares``, where
+peer ``i``'s rows come from peer ``i``'s own problem). ``dataset_partition`` is what runs use:
+it takes that split under the scheme name ``natural`` (``default`` picks ``natural`` for such
+a dataset and ``iid`` for any other) and refuses every other scheme for it.
 """
 
 from __future__ import annotations
@@ -125,6 +130,9 @@ PARTITIONS: dict[str, Callable[..., list[np.ndarray]]] = {
     "quantity": _quantity,
 }
 _NEEDS_CLASSES = ("dirichlet", "dirichlet_peer", "shards")
+NATURAL = "natural"
+DEFAULT = "default"
+SCHEMES = (*PARTITIONS, NATURAL, DEFAULT)
 
 
 def partition(labels: np.ndarray, n: int, scheme: str, *, seed: int, alpha: float = 0.5,
@@ -189,15 +197,61 @@ def partition(labels: np.ndarray, n: int, scheme: str, *, seed: int, alpha: floa
                       "min_size or use fewer peers")
 
 
+def dataset_partition(ds: Dataset, n: int, scheme: str, *, seed: int, alpha: float = 0.5,
+                      shards_per_peer: int = 2, min_size: int = 1) -> list[np.ndarray]:
+    """Splits a dataset among ``n`` peers: by its own split, or by a ``PARTITIONS`` scheme.
+
+    Args:
+        ds: the dataset.
+        n: number of peers.
+        scheme: one of ``SCHEMES``: a ``PARTITIONS`` name, ``"natural"`` (the dataset's own
+            ``shards``: peer ``i`` gets exactly ``ds.shards[i]``) or ``"default"``
+            (``natural`` when the dataset has shards, ``iid`` otherwise).
+        seed: the partition seed (unused by ``natural``).
+        alpha: as for ``partition``.
+        shards_per_peer: as for ``partition``.
+        min_size: as for ``partition``.
+
+    Returns:
+        ``n`` disjoint int64 index arrays into ``ds.x_train`` that cover it; element ``i`` is
+        peer ``i``'s.
+
+    Raises:
+        ConfigError: an unknown scheme; ``natural`` for a dataset without a split of its own;
+            another scheme for a dataset with one; ``n`` other than the number of peers the
+            dataset was made for; or any error of ``partition``.
+    """
+    if scheme not in SCHEMES:
+        raise unknown("partition", scheme, SCHEMES)
+    if scheme == DEFAULT:
+        scheme = NATURAL if ds.shards is not None else "iid"
+    if ds.shards is not None:
+        if scheme != NATURAL:
+            raise ConfigError(f"dataset {ds.name!r} gives each peer its own rows; use partition "
+                              f"'natural' (or 'default'), got {scheme!r}")
+        n = check_int("number of peers", n, 1)
+        if n != len(ds.shards):
+            raise ConfigError(f"dataset {ds.name!r} was made for {len(ds.shards)} peers (its "
+                              f"option 'peers') but the run has {n}; set dataset option "
+                              f"peers = {n}")
+        return [np.asarray(s, np.int64) for s in ds.shards]
+    if scheme == NATURAL:
+        raise ConfigError(f"partition 'natural' needs a dataset with its own split among peers "
+                          f"(least_squares); dataset {ds.name!r} has none: use one of "
+                          f"{', '.join(sorted(PARTITIONS))}")
+    return partition(ds.y_train, n, scheme, seed=seed, alpha=alpha,
+                     shards_per_peer=shards_per_peer, min_size=min_size, dataset=ds.name)
+
+
 def peer_shard(ds: Dataset, n: int, peer: int, *, scheme: str, seed: int,
                **partition_options: Any) -> tuple[np.ndarray, np.ndarray]:
-    """One peer's training shard, identical to ``partition(ds.y_train, ...)[peer]``.
+    """One peer's training shard, identical to ``dataset_partition(ds, ...)[peer]``.
 
     Args:
         ds: the dataset.
         n: number of peers.
         peer: this peer's id, ``0 <= peer < n``.
-        scheme: a ``PARTITIONS`` name.
+        scheme: a ``SCHEMES`` name (a ``PARTITIONS`` name, ``natural`` or ``default``).
         seed: the partition seed.
         **partition_options: ``alpha``, ``shards_per_peer``, ``min_size``.
 
@@ -206,7 +260,7 @@ def peer_shard(ds: Dataset, n: int, peer: int, *, scheme: str, seed: int,
         ``(k, *input_shape)`` and ``(k, ...)``.
 
     Raises:
-        ConfigError: ``peer`` out of range, or any error of ``partition``.
+        ConfigError: ``peer`` out of range, or any error of ``dataset_partition``.
     """
     n = check_int("number of peers", n, 1)
     if isinstance(peer, bool) or not isinstance(peer, int | np.integer) or not 0 <= peer < n:
@@ -215,6 +269,5 @@ def peer_shard(ds: Dataset, n: int, peer: int, *, scheme: str, seed: int,
     if bad:
         raise ConfigError(f"unknown partition option {bad[0]!r}; valid options: alpha, "
                           "min_size, shards_per_peer")
-    idx = partition(ds.y_train, n, scheme, seed=seed, dataset=ds.name,
-                    **partition_options)[int(peer)]
+    idx = dataset_partition(ds, n, scheme, seed=seed, **partition_options)[int(peer)]
     return ds.x_train[idx], ds.y_train[idx]

@@ -9,6 +9,7 @@ import numpy as np
 
 from gossip.data.dataset import Dataset
 from gossip.data.image import load_digits, load_idx, load_mnist1d
+from gossip.data.least_squares import load_least_squares
 from gossip.data.ratings import load_movielens, load_ratings_synthetic
 from gossip.data.synthetic import load_npz, load_teacher_linear, load_teacher_logistic
 from gossip.data.text import load_chars
@@ -21,6 +22,7 @@ DATASETS: dict[str, Loader] = {
     "mnist1d": load_mnist1d,
     "teacher_linear": load_teacher_linear,
     "teacher_logistic": load_teacher_logistic,
+    "least_squares": load_least_squares,
     "npz": load_npz,
     "idx": load_idx,
     "chars": load_chars,

@@ -1,8 +1,9 @@
 """The end of ``gossip launch``: the peers' final parameters evaluated together.
 
 Writes ``OUT/metrics.jsonl`` with one record in the simulator's schema (average model,
-local models, consensus distance, bytes, messages) plus the sums of the peers' counters,
-and prints the same summary table as ``gossip sim``.
+local models, consensus distance, distance to the optimum where the dataset knows it, bytes,
+messages) plus the sums of the peers' counters, and prints the same summary table as
+``gossip sim``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gossip.evaluate import evaluation_record, make_evaluator
+from gossip.evaluate import evaluation_record, make_evaluator, matching_optimum
 from gossip.peer.inbox import Counters
 from gossip.pytree import load_npz
 from gossip.summary_table import METRIC_SHORT, summary_table
@@ -56,7 +57,8 @@ def summarise_run(exp: Any, out: Path, wall_time: float) -> dict[str, Any] | Non
         return None
     params = [load_npz(out / "params" / f"peer-{i:04d}.npz", like) for i in peers]
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *params)
-    ev = jax.device_get(make_evaluator(exp.model.metric, exp.model.loss)(
+    optimum = matching_optimum(exp.dataset.optimum, like)
+    ev = jax.device_get(make_evaluator(exp.model.metric, exp.model.loss, optimum=optimum)(
         stacked, jnp.asarray(exp.dataset.x_test), jnp.asarray(exp.dataset.y_test)))
     records = [r for r in (last_record(out / f"peer-{i:04d}.jsonl") for i in peers) if r]
     short = METRIC_SHORT[exp.model.metric_name]
