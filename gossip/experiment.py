@@ -20,7 +20,7 @@ from gossip.data import Dataset, dataset_partition, load_dataset
 from gossip.evaluate import matching_optimum
 from gossip.models import Model, make_model
 from gossip.optim import make_optimizer
-from gossip.rules import DEFAULT_WEIGHTS, GossipRule, make_rule
+from gossip.rules import DEFAULT_WEIGHTS, GossipRule, check_weights, make_rule
 from gossip.sim.simulator import PeerData
 from gossip.topology import Topology, make_topology
 from gossip.training import init_key_for
@@ -69,6 +69,7 @@ def build_experiment(config: Config) -> Experiment:
                                weight_decay=config.weight_decay)
     topology = make_topology(config.topology, config.peers, seed=config.seed,
                              weights=topology_weights(config), **config.topology_options)
+    check_weights(rule, topology, config.rounds)
     dataset = load_dataset(config.dataset, seed=config.seed, **config.dataset_options)
     model = make_model(config.model, {**dataset.meta, "task": dataset.task},
                        **config.model_options)

@@ -24,19 +24,18 @@ from gossip.experiment import (
 )
 from gossip.pytree import save_npz, tree_nbytes
 from gossip.sim.sharding import peer_sharding, shard_peers
-from gossip.sim.simulator import DEFAULT_PEER_CHUNK, MixingGraph, make_simulator
+from gossip.sim.simulator import DEFAULT_PEER_CHUNK, make_simulator
 from gossip.summary_table import METRIC_SHORT, summary_table
-from gossip.topology import Topology
+from gossip.topology import RoundGraph, Topology
 from gossip.training import run_keys
 
 
-def mixing_graph(topology: Topology, round_: int) -> tuple[MixingGraph, int]:
+def mixing_graph(topology: Topology, round_: int) -> tuple[RoundGraph, int]:
     """The round's graph as device arrays, and the number of messages sent in it."""
     g = topology.round_graph(round_)
     own = np.arange(topology.n)[:, None]
     messages = int(np.count_nonzero(g.neighbours != own))
-    return MixingGraph(jnp.asarray(g.neighbours), jnp.asarray(g.weights),
-                       jnp.asarray(g.self_weight)), messages
+    return RoundGraph(*map(jnp.asarray, g)), messages
 
 
 def message_nbytes(exp: Experiment, params: Any) -> int:
@@ -74,7 +73,7 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
     msg_bytes = message_nbytes(exp, state.params)
     short = METRIC_SHORT[exp.model.metric_name]
 
-    def graph_of(t: int) -> tuple[MixingGraph, int]:
+    def graph_of(t: int) -> tuple[RoundGraph, int]:
         graph, messages = mixing_graph(exp.topology, t)
         return shard_peers(graph, sharding), messages
 
