@@ -6,21 +6,27 @@ import numpy as np
 import pytest
 from peer_utils import FAST, assert_ports_free, gossip_cmd, processes_mentioning, records
 
+# Exact optimisation with full batches (batch size 0: padded and unpadded shards agree).
+LEAST_SQUARES = ["--dataset", "least_squares", "--model", "linear", "--batch-size", "0",
+                 "--lr", "0.05", "--set", "dataset_options={peers=4}", "--eval-every", "100"]
 CASES = [
-    ("ring", "dpsgd", 1),
-    ("one_peer_exponential", "dpsgd", 1),
-    ("random_matching", "dpsgd", 1),
-    ("one_peer_exponential", "push_sum", 1),
-    ("ring", "dpsgd_cta", 2),
-    ("epidemic", "push_sum", 2),  # directed, in-degrees differ: the masses differ
+    ("ring", "dpsgd", 1, FAST),
+    ("one_peer_exponential", "dpsgd", 1, FAST),
+    ("random_matching", "dpsgd", 1, FAST),
+    ("one_peer_exponential", "push_sum", 1, FAST),
+    ("ring", "dpsgd_cta", 2, FAST),
+    # Directed, in-degrees differ: the push-sum masses differ, so the local update must move
+    # the numerator (SGP) in both drivers alike.
+    ("epidemic", "push_sum", 2, LEAST_SQUARES),
 ]
 
 
-@pytest.mark.parametrize(("topology", "rule", "local_steps"), CASES)
+@pytest.mark.parametrize(("topology", "rule", "local_steps", "task"), CASES,
+                         ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in CASES])
 def test_launch_local_ends_with_the_simulators_parameters(tmp_path, topology, rule,
-                                                          local_steps):
+                                                          local_steps, task):
     common = ["--topology", topology, "--rule", rule, "--local-steps", str(local_steps),
-              "--rounds", "5", "--seed", "3", "--save-params", *FAST]
+              "--rounds", "5", "--seed", "3", "--save-params", *task]
     sim, real = tmp_path / "sim", tmp_path / "real"
     subprocess.run(gossip_cmd("sim", "--peers", "4", "--out", str(sim), "--no-progress",
                               *common), check=True, capture_output=True, timeout=120)
@@ -28,7 +34,7 @@ def test_launch_local_ends_with_the_simulators_parameters(tmp_path, topology, ru
                                     "--no-progress", *common),
                          capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr
-    assert "average-model test accuracy" in run.stdout
+    assert "average-model test" in run.stdout
     for i in range(4):
         want = np.load(sim / "params" / f"peer-{i:04d}.npz")
         got = np.load(real / "params" / f"peer-{i:04d}.npz")
