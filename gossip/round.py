@@ -10,7 +10,7 @@ A round of one peer::
     early   = round.early(state)                            # cta: the message, before any work
     message, pending, loss = round.local(state, shard, key, early)
     ... send ``message`` (unless ``early`` was sent already), receive K payloads ...
-    state   = round.finish(pending, payloads, weights, self_weight)
+    state   = round.finish(pending, payloads, weights, self_weight, undelivered)
 
 ``round.begin(state, shard, key)`` is ``early`` and ``local`` in one call, for drivers that
 do not overlap sending with computing. ``round.adopt(state, params)`` is the catch-up
@@ -89,9 +89,13 @@ class PeerRound(NamedTuple):
             steps (``loss`` () their mean training loss) and the message to send.
         begin: ``begin(state, shard, key) -> (message, pending, loss)``: ``early`` then
             ``local``.
-        finish: ``finish(pending, payloads, weights, self_weight) -> state``: ``payloads``
-            stacks K received messages (leaves (K, ...)), ``weights`` (K,) their weights (0
-            for a slot with no message), ``self_weight`` ().
+        finish: ``finish(pending, payloads, weights, self_weight, undelivered) -> state``:
+            ``payloads`` stacks K received messages (leaves (K, ...)), ``weights`` (K,) their
+            weights (0 for a slot with no message), ``self_weight`` (), ``undelivered`` ()
+            the weight this peer's own message carried to out-neighbours it knew it could
+            not reach (dead, or a full queue) and did not send to. A mass-conserving rule
+            (``stochastic == "column"``: push-sum) keeps that share, so a dead neighbour
+            does not drain the mass; other rules ignore it.
         adopt: ``adopt(state, params) -> state``: take a neighbour's parameters (catch-up).
     """
 
@@ -115,6 +119,7 @@ def make_peer_round(rule: GossipRule, local_round: LocalRound) -> PeerRound:
         The round's pure functions.
     """
     cta = rule.order == "cta"
+    keeps_mass = rule.stochastic == "column"
 
     def early(state: PeerState) -> Payload | None:
         return rule.message(state.params, state.rule_state) if cta else None
@@ -136,7 +141,9 @@ def make_peer_round(rule: GossipRule, local_round: LocalRound) -> PeerRound:
         return local(state, shard, key, early(state))
 
     def finish(pending: Pending, payloads: Payload, weights: jax.Array,
-               self_weight: jax.Array) -> PeerState:
+               self_weight: jax.Array, undelivered: jax.Array) -> PeerState:
+        if keeps_mass:
+            self_weight = self_weight + undelivered
         params, rule_state = rule.mix(pending.params, pending.rule_state, payloads, weights,
                                       self_weight)
         if cta:

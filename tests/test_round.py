@@ -93,10 +93,29 @@ def test_begin_is_early_then_local(rule_name):
         np.testing.assert_array_equal(a, b)
     # A peer alone (every slot missing) ends at its own local update: no mix moved it.
     payloads = jax.tree.map(lambda m: m[None], message)
-    alone = peer_round.finish(pending, payloads, jnp.zeros(1), jnp.asarray(1.0))
+    alone = peer_round.finish(pending, payloads, jnp.zeros(1), jnp.asarray(1.0),
+                              jnp.asarray(0.0))
     stepped = 1.0 + (3.0 - 1.0) * (1 - (1 - 0.1) ** 2)  # two SGD steps towards 3
     np.testing.assert_allclose(alone.params["x"], stepped, rtol=1e-5)
     assert float(loss) > 0
+
+
+@pytest.mark.parametrize("rule_name", ["push_sum", "dpsgd"])
+def test_a_share_that_could_not_be_sent_stays_with_a_mass_conserving_rule(rule_name):
+    # A sender that keeps 1/3 and would send 1/3 to each of two out-neighbours, one of them
+    # dead: push-sum keeps the dead one's share (mass 2/3 + 1/3 from the live in-neighbour);
+    # D-PSGD renormalises, so the share does not matter to it.
+    rule, peer_round = _one_peer_round(rule_name)
+    params = {"x": jnp.asarray(3.0)}
+    state = PeerState(params, optax.sgd(0.1).init(params), rule.init(params))
+    shard = Shard(jnp.zeros((4, 1)), jnp.full((4,), 3.0), jnp.asarray(4, jnp.int32))
+    message, pending, _ = peer_round.begin(state, shard, jax.random.key(0))
+    payloads = jax.tree.map(lambda m: m[None], message)  # one in-neighbour, sending the same
+    third = jnp.asarray(1 / 3)
+    new = peer_round.finish(pending, payloads, third[None], third, third)
+    if rule_name == "push_sum":
+        np.testing.assert_allclose(new.rule_state.weight, 1.0, rtol=1e-6)
+    np.testing.assert_allclose(new.params["x"], 3.0, rtol=1e-6)
 
 
 def test_adopt_keeps_push_sum_mass_and_the_optimizer_state():

@@ -106,6 +106,17 @@ def test_push_weights_are_column_stochastic(name, edge_file):
             np.testing.assert_allclose(w[outs[j], j], 1.0 / (len(outs[j]) + 1))
 
 
+@pytest.mark.parametrize("weights", ["default", "push"])
+def test_share_is_the_column_of_w_over_the_receivers(name, edge_file, weights):
+    topo = build(name, edge_file, weights=weights)
+    for t in ROUNDS:
+        w, outs = topo.matrix(t), topo.out_neighbours(t)
+        for j in range(N):
+            some = outs[j][::2]
+            np.testing.assert_allclose(topo.share(t, j, some), w[some, j].sum(), atol=1e-12)
+        assert topo.share(t, 0, []) == 0.0
+
+
 def test_out_neighbours_consistent_with_in_neighbours(name, edge_file):
     topo = build(name, edge_file)
     for t in ROUNDS:

@@ -187,7 +187,7 @@ class Peer:
         msg, pending, _ = self.fn.local(self.state, self.shard, key, early)
         _, weights, self_weight = self.in_neighbours(0)
         self.fn.finish(pending, self.fn.stack([msg] * self.task.topology.k), weights,
-                       self_weight)
+                       self_weight, np.float32(0))
         self.fn.evaluate(self.params, self.x_test, self.y_test)
 
     def _send_all(self, frames: list[Any], dests: set[int]) -> set[int]:
@@ -346,10 +346,11 @@ class Peer:
         receivers = self.receivers(t)
         early = fn.early(self.state)
         if early is not None:  # sent while the local steps run
-            self._send_message(t, early, receivers)
+            sent = self._send_message(t, early, receivers)
         msg, pending, loss = fn.local(self.state, self.shard, key, early)
         if early is None:
-            self._send_message(t, msg, receivers)
+            sent = self._send_message(t, msg, receivers)
+        undelivered = self.task.topology.share(t, self.i, receivers - sent)
         loss = float(loss)  # waits for the computation
         wait_start = time.perf_counter()
         received = self.inbox.wait_round(t, self.options.round_deadline)
@@ -363,21 +364,23 @@ class Peer:
                 slots.append(msg)
             else:
                 slots.append(payload)
-        self.state = fn.finish(pending, fn.stack(slots), w, self_weight)
+        self.state = fn.finish(pending, fn.stack(slots), w, self_weight,
+                               np.float32(undelivered))
         return loss, wait
 
-    def _send_message(self, t: int, msg: Any, receivers: set[int]) -> None:
+    def _send_message(self, t: int, msg: Any, receivers: set[int]) -> set[int]:
+        """Sends round t's message to the live ``receivers``; returns those it was sent to."""
         # Only to live peers: the queue of a dead or not yet started peer would fill with
         # messages it never uses, and delay what it needs when it comes (a state answer).
         receivers = self.inbox.alive(receivers)
         if not receivers:
-            return
+            return set()
         frames = encode("gossip", self.i, t, self.template, jax.device_get(msg))
-        self._send_all(frames, receivers)
-        sent = len(receivers)
-        self.counters.messages_sent += sent
-        self.counters.bytes_sent += sent * self.template.nbytes
-        self.counters.header_bytes_sent += sent * len(frames[0])
+        sent = receivers - self._send_all(frames, receivers)
+        self.counters.messages_sent += len(sent)
+        self.counters.bytes_sent += len(sent) * self.template.nbytes
+        self.counters.header_bytes_sent += len(sent) * len(frames[0])
+        return sent
 
     def _record(self, t: int, loss: float, elapsed: float, round_time: float, wait: float
                 ) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -190,6 +191,21 @@ class Topology:
         order = np.lexsort((receivers, senders))
         split = np.cumsum(np.bincount(senders, minlength=self.n))[:-1]
         return np.split(receivers[order], split)
+
+    def share(self, t: int, sender: int, receivers: Iterable[int]) -> float:
+        """The total weight ``sum_i W_t[i, sender]`` over some of the sender's out-neighbours.
+
+        Args:
+            t: the round, >= 0.
+            sender: the peer whose message it is.
+            receivers: out-neighbours of ``sender`` in round t.
+
+        Returns:
+            The weight the sender's message carries to those receivers (float64).
+        """
+        neighbours, mask, weights, _ = self._mixing(t)
+        return float(sum(weights[i][mask[i] & (neighbours[i] == sender)].sum()
+                         for i in receivers))
 
     def matrix(self, t: int) -> np.ndarray:
         """The dense mixing matrix W_t, for analysis only.
