@@ -82,7 +82,7 @@ def bench(n: int, batch: int, repeats: int, loop_repeats: int) -> dict:
         for i in range(n):
             payloads = jax.tree.map(lambda *xs: jnp.stack(xs),
                                     *[started[j][0] for j in nbr[i]])
-            peers[i] = finish(started[i][1], payloads, w[i], sw[i])
+            peers[i] = finish(started[i][1], payloads, w[i], sw[i], 0.0)
         return peers[-1].params
 
     loop_s = median_time(loop_round, loop_repeats)
