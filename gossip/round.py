@@ -7,15 +7,18 @@ them. The order of the steps, and where the local update enters the gossip rule'
 
 A round of one peer::
 
-    early   = round.early(state)                            # cta: the message, before any work
-    message, pending, loss = round.local(state, shard, key, early)
-    ... send ``message`` (unless ``early`` was sent already), receive K payloads ...
-    state   = round.finish(pending, payloads, weights, self_weight, undelivered)
+    early         = round.early(state)              # cta: the message, before any work
+    pending, loss = round.local(state, shard, key)  # the H local steps, adapted
+    message       = round.message(pending, early)   # atc: from the adapted state; cta: early
+    ... send ``message`` (as soon as it exists: a cta peer sends ``early`` while ``local``
+    runs), receive K payloads ...
+    state         = round.finish(pending, payloads, weights, self_weight, undelivered)
 
-``round.begin(state, shard, key)`` is ``early`` and ``local`` in one call, for drivers that
-do not overlap sending with computing. ``round.adopt(state, params)`` is the catch-up
-transition: a neighbour's parameters replace this peer's, the rule keeps what it must
-(push-sum its mass) and the optimizer state stays.
+``round.begin(state, shard, key)`` is the first three in one call, for drivers that do not
+overlap sending with computing. ``local`` is the heavy part: the simulator runs it over
+chunks of peers and computes the (cheap) messages apart, so they fuse with its gather.
+``round.adopt(state, params)`` is the catch-up transition: a neighbour's parameters replace
+this peer's, the rule keeps what it must (push-sum its mass) and the optimizer state stays.
 """
 
 from __future__ import annotations
@@ -85,10 +88,11 @@ class PeerRound(NamedTuple):
     Attributes:
         early: ``early(state) -> message | None``: the message when the rule sends before its
             local steps (``cta``), else None.
-        local: ``local(state, shard, key, early) -> (message, pending, loss)``: the H local
-            steps (``loss`` () their mean training loss) and the message to send.
-        begin: ``begin(state, shard, key) -> (message, pending, loss)``: ``early`` then
-            ``local``.
+        local: ``local(state, shard, key) -> (pending, loss)``: the H local steps (``loss``
+            () their mean training loss) and, for ``atc``, the update adapted into the state.
+        message: ``message(pending, early) -> message``: what this peer sends this round.
+        begin: ``begin(state, shard, key) -> (message, pending, loss)``: ``early``, ``local``
+            and ``message``.
         finish: ``finish(pending, payloads, weights, self_weight, undelivered) -> state``:
             ``payloads`` stacks K received messages (leaves (K, ...)), ``weights`` (K,) their
             weights (0 for a slot with no message), ``self_weight`` (), ``undelivered`` ()
@@ -100,7 +104,8 @@ class PeerRound(NamedTuple):
     """
 
     early: Callable[[PeerState], Payload | None]
-    local: Callable[..., tuple[Payload, Pending, jax.Array]]
+    local: Callable[[PeerState, Shard, jax.Array], tuple[Pending, jax.Array]]
+    message: Callable[[Pending, Payload | None], Payload]
     begin: Callable[[PeerState, Shard, jax.Array], tuple[Payload, Pending, jax.Array]]
     finish: Callable[[Pending, Payload, jax.Array, jax.Array], PeerState]
     adopt: Callable[[PeerState, Params], PeerState]
@@ -124,21 +129,22 @@ def make_peer_round(rule: GossipRule, local_round: LocalRound) -> PeerRound:
     def early(state: PeerState) -> Payload | None:
         return rule.message(state.params, state.rule_state) if cta else None
 
-    def local(state: PeerState, shard: Shard, key: jax.Array, early_message: Payload | None
-              ) -> tuple[Payload, Pending, jax.Array]:
+    def local(state: PeerState, shard: Shard, key: jax.Array) -> tuple[Pending, jax.Array]:
         stepped, opt_state, loss = local_round(state.params, state.opt_state, shard.x,
                                                shard.y, shard.size, key)
         update = jax.tree.map(jnp.subtract, stepped, state.params)
         if cta:
-            return early_message, Pending(state.params, opt_state, state.rule_state,
-                                          update), loss
+            return Pending(state.params, opt_state, state.rule_state, update), loss
         params, rule_state = rule.adapt(state.params, state.rule_state, update)
-        message = rule.message(params, rule_state)
-        return message, Pending(params, opt_state, rule_state, None), loss
+        return Pending(params, opt_state, rule_state, None), loss
+
+    def message(pending: Pending, early_message: Payload | None) -> Payload:
+        return early_message if cta else rule.message(pending.params, pending.rule_state)
 
     def begin(state: PeerState, shard: Shard, key: jax.Array
               ) -> tuple[Payload, Pending, jax.Array]:
-        return local(state, shard, key, early(state))
+        pending, loss = local(state, shard, key)
+        return message(pending, early(state)), pending, loss
 
     def finish(pending: Pending, payloads: Payload, weights: jax.Array,
                self_weight: jax.Array, undelivered: jax.Array) -> PeerState:
@@ -153,4 +159,4 @@ def make_peer_round(rule: GossipRule, local_round: LocalRound) -> PeerRound:
     def adopt(state: PeerState, params: Params) -> PeerState:
         return PeerState(params, state.opt_state, rule.rebase(params, state.rule_state))
 
-    return PeerRound(early, local, begin, finish, adopt)
+    return PeerRound(early, local, message, begin, finish, adopt)

@@ -34,7 +34,8 @@ def test_two_peers_in_threads_compile_once_and_agree(tmp_path):
         assert rec["messages_missing"] == rec["messages_rejected"] == 0
         # random matching of 2 peers: the pair talks every round
         assert rec["messages_received"] == rec["messages_sent"] == 6
-        for fn in (peer.fn.early, peer.fn.local, peer.fn.finish, peer.fn.evaluate):
+        for fn in (peer.fn.early, peer.fn.local, peer.fn.message, peer.fn.finish,
+                   peer.fn.evaluate):
             assert fn._cache_size() == 1  # compiled once, never again across rounds
     # two peers mixing with equal weights end equal (after their last exchange)
     for a, b in zip(jax.tree.leaves(peers[0].params), jax.tree.leaves(peers[1].params),

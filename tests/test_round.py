@@ -80,7 +80,7 @@ def _one_peer_round(rule_name: str):
 
 
 @pytest.mark.parametrize("rule_name", ["dpsgd", "dpsgd_cta", "push_sum"])
-def test_begin_is_early_then_local(rule_name):
+def test_begin_is_early_local_then_message(rule_name):
     rule, peer_round = _one_peer_round(rule_name)
     params = {"x": jnp.asarray(1.0)}
     state = PeerState(params, optax.sgd(0.1).init(params), rule.init(params))
@@ -88,7 +88,7 @@ def test_begin_is_early_then_local(rule_name):
     early = peer_round.early(state)
     assert (early is None) == (rule.order == "atc")
     message, pending, loss = peer_round.begin(state, shard, jax.random.key(1))
-    again, _, _ = peer_round.local(state, shard, jax.random.key(1), early)
+    again = peer_round.message(peer_round.local(state, shard, jax.random.key(1))[0], early)
     for a, b in zip(jax.tree.leaves(message), jax.tree.leaves(again), strict=True):
         np.testing.assert_array_equal(a, b)
     # A peer alone (every slot missing) ends at its own local update: no mix moved it.

@@ -5,8 +5,8 @@ simulator vmaps, so N peer processes and the simulator with N peers end with the
 parameters. The round's order lives there; the peer only moves messages and keeps time.
 Round t:
 
-1. ``early``/``local``: the message and the H local steps (a ``cta`` rule's message is
-   ready before the steps and is sent while they run);
+1. ``early``/``local``/``message``: the H local steps and the message (a ``cta`` rule's
+   message is ready before the steps and is sent while they run);
 2. send the message to the live out-neighbours of round t as soon as it is ready;
 3. wait, at most ``round_deadline`` seconds after the computation, for the round-t
    messages of the in-neighbours (a receiving thread validates and queues them meanwhile);
@@ -59,6 +59,7 @@ class _Compiled:
             task.rule.local_steps))
         self.early = jax.jit(peer_round.early)
         self.local = jax.jit(peer_round.local)
+        self.message = jax.jit(peer_round.message)
         self.finish = jax.jit(peer_round.finish)
         self.adopt = peer_round.adopt
         self.evaluate = jax.jit(lambda p, x, y: (task.metric_fn(p, x, y), task.loss_fn(p, x, y)))
@@ -183,8 +184,8 @@ class Peer:
     def _warm_up(self) -> None:
         """Compiles every jitted function once (compilation must not eat into deadlines)."""
         key = round_key(self.task.train_key, self.i, 0)
-        early = self.fn.early(self.state)
-        msg, pending, _ = self.fn.local(self.state, self.shard, key, early)
+        pending, _ = self.fn.local(self.state, self.shard, key)
+        msg = self.fn.message(pending, self.fn.early(self.state))
         _, weights, self_weight = self.in_neighbours(0)
         self.fn.finish(pending, self.fn.stack([msg] * self.task.topology.k), weights,
                        self_weight, np.float32(0))
@@ -347,7 +348,8 @@ class Peer:
         early = fn.early(self.state)
         if early is not None:  # sent while the local steps run
             sent = self._send_message(t, early, receivers)
-        msg, pending, loss = fn.local(self.state, self.shard, key, early)
+        pending, loss = fn.local(self.state, self.shard, key)
+        msg = fn.message(pending, early)
         if early is None:
             sent = self._send_message(t, msg, receivers)
         undelivered = self.task.topology.share(t, self.i, receivers - sent)

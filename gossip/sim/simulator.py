@@ -2,10 +2,11 @@
 
 Like ``jax_md.simulate``, the simulator is an ``(init, round)`` pair of pure functions over a
 state NamedTuple. A round is the per-peer round of :mod:`gossip.round` for every peer:
-``begin`` vmapped (over chunks of peers), then each peer's K in-neighbour messages
-*gathered* by index, then ``finish`` vmapped: O(N·K·P) work, never a dense N×N product
-over parameters. Time-varying topologies pass new index/weight arrays of the same shape
-each round, so the round compiles once. The simulator keeps no round order of its own.
+``early``, ``local`` (over chunks of peers) and ``message`` vmapped, then each peer's K
+in-neighbour messages *gathered* by index, then ``finish`` vmapped: O(N·K·P) work, never a
+dense N×N product over parameters. Time-varying topologies pass new index/weight arrays of
+the same shape each round, so the round compiles once. The simulator keeps no round order
+of its own.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def make_simulator(loss_fn: LossFn, optimizer: optax.GradientTransformation,
         optimizer: the optax optimizer every peer uses.
         rule: the gossip rule (its ``local_steps`` and ``order`` are honoured).
         batch_size: batch size per peer and local step.
-        peer_chunk: the local work (``begin``) runs vmapped over chunks of this many peers,
+        peer_chunk: the local work (``local``) runs vmapped over chunks of this many peers,
             one chunk after the other (``jax.lax.map``); None vmaps over all peers at once.
             Chunks keep the working set in cache: on CPU, 32 is 20-25 % faster than one vmap
             at 256 and 1024 peers (benchmarks/sim_throughput.py). Results do not depend on it.
@@ -107,10 +108,10 @@ def make_simulator(loss_fn: LossFn, optimizer: optax.GradientTransformation,
     peer_round = make_peer_round(rule, make_local_round(
         make_local_step(loss_fn, optimizer), batch_size, rule.local_steps))
 
-    def begin(*args: Any) -> Any:  # every arg has a leading peer axis
+    def local(*args: Any) -> Any:  # every arg has a leading peer axis
         if peer_chunk is None:
-            return jax.vmap(peer_round.begin)(*args)
-        return jax.lax.map(lambda a: peer_round.begin(*a), args, batch_size=peer_chunk)
+            return jax.vmap(peer_round.local)(*args)
+        return jax.lax.map(lambda a: peer_round.local(*a), args, batch_size=peer_chunk)
 
     def init(params: Params) -> SimState:
         params = jax.tree.map(jnp.copy, params)  # the round donates its state, not the caller's
@@ -124,7 +125,9 @@ def make_simulator(loss_fn: LossFn, optimizer: optax.GradientTransformation,
         n = data.size.shape[0]
         keys = jax.vmap(lambda p: round_key(train_key, p, state.round))(jnp.arange(n))
         peers = PeerState(state.params, state.opt_state, state.rule_state)
-        messages, pending, loss = begin(peers, Shard(data.x, data.y, data.size), keys)
+        early = jax.vmap(peer_round.early)(peers)
+        pending, loss = local(peers, Shard(data.x, data.y, data.size), keys)
+        messages = jax.vmap(peer_round.message)(pending, early)
         payloads = gather(messages, graph.neighbours)
         # Every message arrives in this simulator: nothing is undelivered.
         new = jax.vmap(peer_round.finish)(pending, payloads, graph.weights, graph.self_weight,
