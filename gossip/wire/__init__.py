@@ -5,6 +5,7 @@ from gossip.wire.codec import (
     DTYPES,
     KINDS,
     PROTOCOL_VERSION,
+    Header,
     LeafSpec,
     Message,
     Template,
@@ -12,6 +13,7 @@ from gossip.wire.codec import (
     decode,
     encode,
     make_template,
+    read_header,
 )
 from gossip.wire.curve import CurveKeys, KeyFileError, load_keys, write_keys
 from gossip.wire.transport import Transport
@@ -22,6 +24,7 @@ __all__ = [
     "KINDS",
     "PROTOCOL_VERSION",
     "CurveKeys",
+    "Header",
     "KeyFileError",
     "LeafSpec",
     "Message",
@@ -32,5 +35,6 @@ __all__ = [
     "encode",
     "load_keys",
     "make_template",
+    "read_header",
     "write_keys",
 ]

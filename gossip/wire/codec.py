@@ -161,9 +161,28 @@ def encode(kind: str, sender: int, round_: int, template: Template,
     return [msgpack.packb(header), *(a.reshape(-1).view(np.uint8) for a in arrays)]
 
 
-def _unpack_header(frame: bytes, limit: int) -> dict[str, Any]:
-    if len(frame) > limit:
-        raise WireError(f"header of {len(frame)} bytes is over the limit of {limit}")
+class Header(NamedTuple):
+    """A message's header frame, read and checked (checks 1 to 3 of ``docs/protocol.md``).
+
+    Attributes:
+        kind: one of ``KINDS``.
+        sender: the sender id the header claims, in ``[0, n_peers)``.
+        round: the round it carries, ``>= 0``.
+        fields: the whole header map (``struct`` and ``leaves`` still unchecked).
+        nbytes: bytes of the header frame.
+    """
+
+    kind: str
+    sender: int
+    round: int
+    fields: dict[str, Any]
+    nbytes: int
+
+
+def _unpack_header(frame: memoryview, limit: int) -> dict[str, Any]:
+    # The size is checked on the received buffer, before anything is copied or unpacked.
+    if frame.nbytes > limit:
+        raise WireError(f"header of {frame.nbytes} bytes is over the limit of {limit}")
     try:
         header = msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except Exception as e:  # msgpack raises several unrelated types for bad input
@@ -174,31 +193,39 @@ def _unpack_header(frame: bytes, limit: int) -> dict[str, Any]:
         value = header.get(key)
         if not isinstance(value, typ) or isinstance(value, bool):
             raise WireError(f"header key {key!r} is missing or not {typ.__name__}")
+    if len(header) != len(_HEADER_KEYS):
+        extra = sorted(repr(k) for k in header if k not in _HEADER_KEYS)
+        raise WireError(f"header has unexpected key(s) {', '.join(extra)}")
     return header
 
 
-def decode(frames: Sequence[Any], template: Template, n_peers: int,
-           params_template: Template | None = None) -> Message:
-    """Decodes and validates a message against the local template.
+def _buffers(frames: Sequence[Any]) -> list[memoryview]:
+    return [f.buffer if hasattr(f, "buffer") else memoryview(f) for f in frames]
+
+
+def read_header(frames: Sequence[Any], template: Template, n_peers: int,
+                params_template: Template | None = None) -> Header:
+    """Reads and checks the header frame only: size, msgpack, keys and types, version,
+    kind, sender range, round sign. Cheap: no leaf frame is touched.
 
     Args:
         frames: the received frames (``bytes`` or ``zmq.Frame``), header first.
-        template: the receiver's gossip-message template (checks every kind but ``"state"``).
+        template: the receiver's gossip-message template.
         n_peers: number of peers (sender ids must be below it).
-        params_template: the receiver's parameter template, which checks ``"state"``
-            messages; without it they are refused.
+        params_template: the receiver's parameter template (its header limit counts too).
 
     Returns:
-        The message; gossip leaves are zero-copy views of the frames.
+        The checked header.
 
     Raises:
-        WireError: the first check that failed, naming the leaf where there is one.
+        WireError: the first check that failed.
     """
     if not frames:
         raise WireError("empty message")
-    buffers = [f.buffer if hasattr(f, "buffer") else memoryview(f) for f in frames]
     limit = max(template.header_limit, params_template.header_limit if params_template else 0)
-    header = _unpack_header(bytes(buffers[0]), limit)
+    first = frames[0]
+    header = _unpack_header(first.buffer if hasattr(first, "buffer") else memoryview(first),
+                            limit)
     if header["v"] != PROTOCOL_VERSION:
         raise WireError(f"protocol version {header['v']}, expected {PROTOCOL_VERSION}")
     kind, sender, round_ = header["kind"], header["sender"], header["round"]
@@ -208,22 +235,46 @@ def decode(frames: Sequence[Any], template: Template, n_peers: int,
         raise WireError(f"sender id {sender} is not in [0, {n_peers})")
     if round_ < 0:
         raise WireError(f"negative round {round_}")
+    return Header(kind, sender, round_, header, len(first))
+
+
+def decode(frames: Sequence[Any], template: Template, n_peers: int,
+           params_template: Template | None = None, header: Header | None = None) -> Message:
+    """Decodes and validates a message against the local template.
+
+    Args:
+        frames: the received frames (``bytes`` or ``zmq.Frame``), header first.
+        template: the receiver's gossip-message template (checks every kind but ``"state"``).
+        n_peers: number of peers (sender ids must be below it).
+        params_template: the receiver's parameter template, which checks ``"state"``
+            messages; without it they are refused.
+        header: ``read_header`` of these frames, when the caller has read it already.
+
+    Returns:
+        The message; gossip leaves are zero-copy views of the frames.
+
+    Raises:
+        WireError: the first check that failed, naming the leaf where there is one.
+    """
+    if header is None:
+        header = read_header(frames, template, n_peers, params_template)
+    kind, sender, round_ = header.kind, header.sender, header.round
     if PAYLOAD_KINDS.get(kind) == "params":
         if params_template is None:
             raise WireError(f"from peer {sender}, round {round_}: unexpected {kind!r} message")
         template = params_template
     try:
-        return _decode_body(header, buffers, template)
+        return _decode_body(header, _buffers(frames), template)
     except WireError as e:
         raise WireError(f"from peer {sender}, round {round_}: {e}") from None
 
 
-def _decode_body(header: dict[str, Any], buffers: list[memoryview], template: Template
-                 ) -> Message:
-    if header["struct"] != template.struct_hash:
-        raise WireError(f"structure hash {header['struct']!r} does not match ours "
+def _decode_body(header: Header, buffers: list[memoryview], template: Template) -> Message:
+    fields = header.fields
+    if fields["struct"] != template.struct_hash:
+        raise WireError(f"structure hash {fields['struct']!r} does not match ours "
                         f"{template.struct_hash!r} (a different model or rule?)")
-    kind, entries = header["kind"], header["leaves"]
+    kind, entries = header.kind, fields["leaves"]
     expected_leaves = len(template.leaves) if kind in PAYLOAD_KINDS else 0
     if len(entries) != expected_leaves:
         raise WireError(f"{len(entries)} leaves in the header, expected {expected_leaves}")
@@ -233,8 +284,8 @@ def _decode_body(header: dict[str, Any], buffers: list[memoryview], template: Te
     leaves = [_decode_leaf(spec, entry, buf)
               for spec, entry, buf in zip(specs, entries, buffers[1:], strict=True)]
     payload = jax.tree.unflatten(template.treedef, leaves) if kind in PAYLOAD_KINDS else None
-    return Message(kind, header["sender"], header["round"], payload,
-                   sum(a.nbytes for a in leaves), len(buffers[0]))
+    return Message(kind, header.sender, header.round, payload,
+                   sum(a.nbytes for a in leaves), header.nbytes)
 
 
 def _decode_leaf(spec: LeafSpec, entry: Any, buf: memoryview) -> np.ndarray:
@@ -254,7 +305,7 @@ def _decode_leaf(spec: LeafSpec, entry: Any, buf: memoryview) -> np.ndarray:
         raise WireError(f"{where}: shape {shape!r} is not a list of ints")
     if tuple(shape) != spec.shape:
         raise WireError(f"{where}: shape {tuple(shape)}, expected {spec.shape}")
-    if nbytes != spec.nbytes:
+    if type(nbytes) is not int or nbytes != spec.nbytes:
         raise WireError(f"{where}: header says {nbytes!r} bytes, shape x itemsize is "
                         f"{spec.nbytes}")
     if buf.nbytes != spec.nbytes:
