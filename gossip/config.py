@@ -56,6 +56,7 @@ class Config:
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 5.0
     catchup_after: int = 3
+    catchup_timeout: float = 5.0
     checkpoint_every: int = 10
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +107,8 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any]) -> Config:
     if config.batch_size < 0:
         raise ConfigError(f"batch_size must be >= 0 (0: the whole shard every step), got "
                           f"{config.batch_size}")
-    for key in ("alpha", "round_deadline", "startup_timeout", "heartbeat_interval"):
+    for key in ("alpha", "round_deadline", "startup_timeout", "heartbeat_interval",
+                "catchup_timeout"):
         if not getattr(config, key) > 0:
             raise ConfigError(f"{key} must be > 0, got {getattr(config, key)}")
     if not config.heartbeat_timeout > config.heartbeat_interval:

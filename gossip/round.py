@@ -19,6 +19,12 @@ overlap sending with computing. ``local`` is the heavy part: the simulator runs 
 chunks of peers and computes the (cheap) messages apart, so they fuse with its gather.
 ``round.adopt(state, params)`` is the catch-up transition: a neighbour's parameters replace
 this peer's, the rule keeps what it must (push-sum its mass) and the optimizer state stays.
+
+Two pure transitions guard a round against numbers that are not finite (a neighbour's
+well-formed but hostile values, or a diverging step): ``finite(tree)`` says whether every
+floating leaf is finite, and ``keep_finite(new, old)`` keeps ``old`` when ``new`` is not.
+What a driver does about it (roll back, blame the neighbours of the last mix, count) is the
+driver's.
 """
 
 from __future__ import annotations
@@ -109,6 +115,29 @@ class PeerRound(NamedTuple):
     begin: Callable[[PeerState, Shard, jax.Array], tuple[Payload, Pending, jax.Array]]
     finish: Callable[[Pending, Payload, jax.Array, jax.Array], PeerState]
     adopt: Callable[[PeerState, Params], PeerState]
+
+
+def finite(tree: Any) -> jax.Array:
+    """() bool: every floating leaf of ``tree`` is finite (integer leaves always are)."""
+    checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
+
+
+def keep_finite(new: PeerState, old: PeerState) -> tuple[PeerState, jax.Array]:
+    """The state after a transition, unless it is not finite.
+
+    Args:
+        new: the state a transition (a mix, local steps) produced.
+        old: the state before it (finite).
+
+    Returns:
+        ``(state, ok)``: ``new`` and True when its parameters and rule state are finite,
+        else ``old`` and False. jit- and vmap-compatible (a select, no branch).
+    """
+    ok = finite((new.params, new.rule_state))
+    state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+    return state, ok
 
 
 def make_peer_round(rule: GossipRule, local_round: LocalRound) -> PeerRound:

@@ -142,11 +142,94 @@ def test_state_is_taken_only_from_the_peer_asked():
     assert box.wait_state(timeout=0.01) is None
 
 
-def test_state_requests_are_collected_once(inbox):
-    send(inbox, 1, 0, kind="state_request")
-    send(inbox, 3, 0, kind="state_request")
-    assert inbox.take_state_requests() == {1, 3}
-    assert inbox.take_state_requests() == set()
+class FakeTransport:
+    """Records what the inbox sends; ``curve`` set: messages must come with their key."""
+
+    def __init__(self, peer_id=0, curve=None, reachable=True):
+        self.peer_id, self.curve, self.reachable = peer_id, curve, reachable
+        self.sent = []
+
+    def send(self, dest, frames, beat=False):
+        if self.reachable:
+            self.sent.append((dest, frames, beat))
+        return self.reachable
+
+
+def inbox_on(transport, **kwargs):
+    template = make_template(PAYLOAD)
+    box = Inbox(transport, template, N, max_ahead=2, counters=Counters(),
+                membership=Membership(5.0, catchup_after=3, rounds=kwargs.pop("rounds", None)),
+                params_template=template, **kwargs)
+    for t in range(3):
+        box.expect(t, {1, 3})
+    return box
+
+
+def test_state_requests_are_answered_at_once_with_the_published_parameters():
+    transport = FakeTransport()
+    box = inbox_on(transport)
+    send(box, 1, 0, kind="state_request")
+    send(box, 3, 0, kind="state_request")
+    box._answer()  # nothing published yet: nothing sent, requests kept
+    assert transport.sent == [] and set(box.state_requests) == {1, 3}
+    box.publish(5, {"w": np.full(3, 7.0, np.float32)})
+    box._answer()
+    assert sorted(d for d, _, beat in transport.sent if beat) == [1, 3]
+    other = make_inbox()
+    other.expect_state(0)  # the answer of peer 0 (our fake transport's id)
+    other.handle(transport.sent[0][1])
+    state = other.wait_state(timeout=0.0)
+    assert (state.kind, state.round, float(state.payload["w"][0])) == ("state", 5, 7.0)
+    box._answer()
+    assert len(transport.sent) == 2 and box.state_requests == {}  # answered once
+    assert box.counters.bytes_sent == 2 * 12
+
+
+def test_own_id_spoofed_sender_and_throttled_messages_are_counted_by_reason():
+    box = inbox_on(FakeTransport(peer_id=0, curve=object()))
+    frames = encode("heartbeat", 0, 0, box.template)  # our own id
+    box.handle(frames, authenticated=0)
+    box.handle(encode("heartbeat", 1, 0, box.template), authenticated=3)  # 3 speaks as 1
+    box.handle(encode("heartbeat", 1, 0, box.template), authenticated=None)
+    c = box.counters
+    assert (c.rejected_own_id, c.rejected_spoofed, c.messages_rejected) == (1, 2, 3)
+    assert not box.members.alive(1)  # a spoofed message says nothing about peer 1
+    for _ in range(100):  # a flood of heartbeats with the right key
+        box.handle(encode("heartbeat", 3, 0, box.template), authenticated=3)
+    assert c.messages_throttled >= 100 - 16 and box.members.alive(3)
+    assert c.messages_rejected == 3  # throttled messages are not rejections
+
+
+def test_far_ahead_gossip_does_not_raise_the_known_round(inbox):
+    send(inbox, 1, 2**64 - 1)
+    assert inbox.counters.messages_ahead == 1
+    assert inbox.members.rounds[1] == 0 and inbox.leader({1, 3}, 0) is None
+    assert inbox.members.alive(1)
+
+
+def test_implausible_claims_are_rejected_and_change_nothing():
+    box = inbox_on(FakeTransport(), rounds=50)
+    send(box, 1, 0, kind="hello")
+    send(box, 1, 51, kind="heartbeat")  # past the run's end
+    assert box.counters.rejected_implausible == 1 and box.members.rounds[1] == 0
+    box.members.ran(10.0)  # our rounds take 10 s: nobody is 100 rounds ahead a moment later
+    send(box, 1, 100 - 50, kind="heartbeat")
+    assert box.counters.rejected_implausible == 2 and box.leader({1, 3}, 0) is None
+    send(box, 1, 5, kind="heartbeat")  # within the slack: believed
+    assert box.members.rounds[1] == 5
+
+
+def test_state_outside_the_next_rounds_is_counted_and_ends_the_wait_at_once():
+    box = inbox_on(FakeTransport(), rounds=10)
+    box.jump(4, {4: {1, 3}})
+    for round_ in (3, 4, 10):
+        box.expect_state(1)
+        send(box, 1, round_, kind="state")
+        start = time.monotonic()
+        assert box.wait_state(timeout=10.0) is None
+        assert time.monotonic() - start < 5.0
+    assert box.counters.rejected_state_round == 3 == box.counters.messages_rejected
+    assert box.leader({1}, 0) is None  # asked in vain: never asked again
 
 
 def test_jump_moves_to_a_later_round(inbox):

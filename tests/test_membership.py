@@ -94,3 +94,33 @@ def test_isolated_only_after_losing_every_neighbour(members, clock):
     members.heard(2, 3, current=True, at=0)
     assert not members.isolated({1, 2})
 
+
+
+def test_claims_are_plausible_within_the_run_and_the_pace_of_the_rounds(clock):
+    members = Membership(timeout=5.0, catchup_after=3, clock=clock, rounds=100)
+    assert members.plausible(100) and not members.plausible(101)  # no round timed yet
+    members.start(10)
+    members.ran(2.0)  # our fastest round: 2 s, so nobody runs more than 10x faster
+    slack = 2 * 3 + 2
+    assert members.plausible(10 + slack) and not members.plausible(10 + slack + 1)
+    clock.now += 4.0  # 4 s later: up to 20 more rounds
+    assert members.plausible(30 + slack) and not members.plausible(31 + slack)
+    assert members.plausible(0)  # behind is always possible (a restarted peer)
+    members.start(50)  # caught up to round 50
+    assert members.plausible(50 + slack)
+
+
+def test_a_peer_asked_in_vain_is_never_a_leader_again(members):
+    members.heard(1, 20, current=True, at=0)
+    assert members.leader({1}, 0) == 1
+    members.no_answer(1)
+    assert members.leader({1}, 0) is None
+    members.heard(1, 40, current=True, at=0)
+    assert members.leader({1}, 0) is None
+
+
+def test_seen_shows_a_peer_alive_without_moving_its_round(members):
+    members.heard(1, 3, current=True, at=3)
+    members.left(1)
+    members.seen(1)
+    assert members.alive(1) and members.rounds[1] == 3

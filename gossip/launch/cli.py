@@ -79,7 +79,12 @@ def run_peer_command(args: argparse.Namespace) -> int:
                    and k != "local_loss"), "")
     print(f"gossip peer {peer_id}: {last['round']} rounds in {last['time']:.1f} s, {metric}"
           f"{last['messages_received']} messages received, {last['messages_missing']} missing, "
-          f"{last['messages_rejected']} rejected")
+          f"{last['messages_rejected']} rejected, {last['mixes_discarded']} mixes discarded")
+    if not last.get("params_finite", True):
+        logging.getLogger("gossip.peer").error(
+            "the parameters are not finite at the end of the run (NaN or Inf): the run failed")
+        print(f"gossip peer {peer_id}: FAILED: parameters not finite")
+        return 3
     return 0
 
 

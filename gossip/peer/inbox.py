@@ -1,14 +1,20 @@
 """The receiving side of a peer: a background thread that validates messages into an inbox.
 
-The thread owns the ROUTER socket and the heartbeat sockets. Each message is decoded against
-the local templates. A valid gossip message is filed under its round if it comes from an
-expected in-neighbour of that round and the round is neither past (stale: dropped and
-counted) nor more than ``max_ahead`` rounds ahead (dropped and counted as ahead). Every valid
-message updates the ``Membership`` (who is alive, in which round). Every
-``heartbeat_interval`` seconds the thread sends a heartbeat with the current round to the
-peers in ``beat_targets``. The main thread registers the senders it expects for the coming
-rounds, waits for a round's messages until a deadline (never for a dead, departed or lagging
-neighbour), answers state requests and asks for state when it lags behind.
+The thread owns the ROUTER socket and the heartbeat sockets. Each message goes through, in
+order: its header (``read_header``); its sender (never this peer's own id; under CURVE, the
+peer whose key the connection was authenticated with); that sender's rate limit
+(``Throttle``); then the leaves, against the local templates. A valid gossip message is
+filed under its round if it comes from an expected in-neighbour of that round and the round
+is neither past (stale: dropped and counted) nor more than ``max_ahead`` rounds ahead
+(dropped and counted as ahead), at most one per sender and round: so a sender never has more
+than ``max_ahead + 1`` messages (and their bytes) queued. A round a sender claims is
+believed only when it is possible (``Membership.plausible``). Every drop is counted under a
+named reason (``Counters``). Every valid message updates the ``Membership`` (who is alive, in
+which round). Every ``heartbeat_interval`` seconds the thread sends a heartbeat with the
+current round to the peers in ``beat_targets``, and it answers state requests at once with
+the parameters the main thread last published. The main thread registers the senders it
+expects for the coming rounds, waits for a round's messages until a deadline (never for a
+dead, departed or lagging neighbour), and asks for state when it lags behind.
 """
 
 from __future__ import annotations
@@ -20,30 +26,78 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import jax
+
 from gossip.peer.membership import Membership
-from gossip.wire import Message, Template, Transport, WireError, decode, encode
+from gossip.peer.throttle import Throttle
+from gossip.wire import (
+    PAYLOAD_KINDS,
+    Message,
+    Template,
+    Transport,
+    WireError,
+    decode,
+    encode,
+    read_header,
+)
 
 log = logging.getLogger("gossip.peer")
 RECHECK_S = 0.05  # how often a wait re-reads liveness (neighbours die while we wait)
+ANSWER_S = 5.0  # how long the thread keeps trying to send a state answer (peer unreachable)
+
+# Why a message was rejected: each has a counter ``rejected_<reason>``; their sum is
+# ``messages_rejected``.
+REJECTIONS = {
+    "malformed": "failed a check of the wire format (docs/protocol.md, checks on receipt)",
+    "own_id": "carried this peer's own id as its sender",
+    "spoofed": "header sender differs from the peer whose CURVE key it came with",
+    "implausible": "claimed a round no peer can be in yet",
+    "not_neighbour": "gossip from a peer that is not an in-neighbour in that round",
+    "duplicate": "a second gossip message from one sender for one round",
+    "unasked_state": "a state message that was not asked for",
+    "state_round": "a state message for a round outside (current round, rounds)",
+}
 
 
 @dataclasses.dataclass
 class Counters:
-    """Cumulative message and byte counts of one peer (written to its metrics file)."""
+    """Cumulative message and byte counts of one peer (written to its metrics file).
+
+    ``docs/peers.md`` (Output files) says what each counts; every dropped message is in
+    exactly one of ``rejected_*``, ``messages_stale``, ``messages_ahead`` and
+    ``messages_throttled``.
+    """
 
     messages_sent: int = 0
     send_failures: int = 0
     messages_received: int = 0
     messages_missing: int = 0
     messages_rejected: int = 0
+    rejected_malformed: int = 0
+    rejected_own_id: int = 0
+    rejected_spoofed: int = 0
+    rejected_implausible: int = 0
+    rejected_not_neighbour: int = 0
+    rejected_duplicate: int = 0
+    rejected_unasked_state: int = 0
+    rejected_state_round: int = 0
     messages_stale: int = 0
     messages_ahead: int = 0
+    messages_throttled: int = 0
     transport_disconnects: int = 0
     bytes_sent: int = 0
     header_bytes_sent: int = 0
     bytes_received: int = 0
     header_bytes_received: int = 0
     catch_ups: int = 0
+    catch_up_failures: int = 0
+    mixes_discarded: int = 0
+    local_divergences: int = 0
+
+    def reject(self, reason: str) -> None:
+        """Counts one rejected message under ``reason`` (a key of ``REJECTIONS``)."""
+        setattr(self, f"rejected_{reason}", getattr(self, f"rejected_{reason}") + 1)
+        self.messages_rejected += 1
 
 
 class Inbox:
@@ -59,12 +113,13 @@ class Inbox:
             catch up 3 rounds behind).
         params_template: the parameter structure of ``"state"`` messages (None: refused).
         heartbeat_interval: seconds between heartbeats (None: send none).
+        peer_id: this peer's id (default: the transport's; None: no own-id check).
     """
 
     def __init__(self, transport: Transport | None, template: Template, n_peers: int,
                  max_ahead: int, counters: Counters, membership: Membership | None = None,
                  params_template: Template | None = None,
-                 heartbeat_interval: float | None = None) -> None:
+                 heartbeat_interval: float | None = None, peer_id: int | None = None) -> None:
         self.transport = transport
         self.template = template
         self.params_template = params_template
@@ -73,11 +128,20 @@ class Inbox:
         self.counters = counters
         self.members = membership or Membership(timeout=5.0, catchup_after=3)
         self.heartbeat_interval = heartbeat_interval
+        self.peer_id = peer_id if peer_id is not None or transport is None else transport.peer_id
         self.beat_targets: frozenset[int] = frozenset()
         self.current = 0
-        self.state_requests: set[int] = set()
+        beat = heartbeat_interval or 1.0
+        # Header-only kinds: a heartbeat a second is honest; payload kinds: one per round.
+        self.throttles = {False: Throttle(rate=4.0 / beat, burst=16, per_round=2),
+                          True: Throttle(rate=1.0 / beat, burst=2 * (max_ahead + 2),
+                                         per_round=2)}
+        self.state_requests: dict[int, float] = {}  # requester -> give up answering after
+        self._published: tuple[int, Any] | None = None  # (round, params) to answer with
         self._state_from: int | None = None
         self._state: Message | None = None
+        self._state_refused = False
+        self._asked: int | None = None
         self._expected: dict[int, set[int]] = {}
         self._messages: dict[int, dict[int, Any]] = {}
         self._cond = threading.Condition()
@@ -107,9 +171,11 @@ class Inbox:
                         self.counters.transport_disconnects += disconnects
                     log.info("%d connection(s) closed by the transport (peer left, sent a "
                              "frame over MAXMSGSIZE=%d bytes, or failed the CURVE handshake)",
-                             disconnects, self.template.max_frame_bytes)
+                             disconnects, self.transport.max_frame_bytes)
                 if frames is not None:
-                    self.handle(frames)
+                    self.handle(frames, self.transport.sender_of(frames))
+                if self.state_requests:
+                    self._answer()
         except BaseException as e:  # surfaced to the main thread by ``wait``
             self.error = e
             with self._cond:
@@ -122,55 +188,85 @@ class Inbox:
         with self._cond:
             self.counters.header_bytes_sent += sent * len(frames[0])
 
-    def _reject(self, reason: str) -> None:
-        self.counters.messages_rejected += 1
-        log.warning("rejected a message: %s", reason)
+    def _reject(self, reason: str, why: str) -> None:
+        self.counters.reject(reason)
+        log.warning("rejected a message: %s", why)
 
-    def handle(self, frames: list[Any]) -> None:
-        """Validates one received message and files it (or counts why not)."""
+    def handle(self, frames: list[Any], authenticated: int | None = None) -> None:
+        """Validates one received message and files it (or counts why not); never raises.
+
+        Args:
+            frames: the message's frames, header first.
+            authenticated: the peer whose CURVE key the message came with (None: no CURVE).
+        """
         try:
-            msg = decode(frames, self.template, self.n_peers, self.params_template)
+            header = read_header(frames, self.template, self.n_peers, self.params_template)
+            where = f"from peer {header.sender}, round {header.round}"
+            with self._cond:
+                if header.sender == self.peer_id:
+                    self._reject("own_id", f"{where}: a {header.kind!r} message with this "
+                                 "peer's own id")
+                    return
+                if self.transport is not None and self.transport.curve is not None \
+                        and authenticated != header.sender:
+                    self._reject("spoofed", f"{where}: sent with the CURVE key of peer "
+                                 f"{authenticated}")
+                    return
+                if not self.throttles[header.kind in PAYLOAD_KINDS].allow(header.sender):
+                    self.counters.messages_throttled += 1
+                    log.info("message %s throttled: the sender sends faster than the "
+                             "protocol allows", where)
+                    return
+            msg = decode(frames, self.template, self.n_peers, self.params_template, header)
         except WireError as e:
             with self._cond:
-                self._reject(str(e))
+                self._reject("malformed", str(e))
             return
         except Exception as e:  # a codec bug must not take the peer down: count and go on
             with self._cond:
-                self._reject(f"could not be decoded ({type(e).__name__}: {e})")
+                self._reject("malformed", f"could not be decoded ({type(e).__name__}: {e})")
             return
         with self._cond:
-            if msg.kind == "bye":
-                self.members.left(msg.sender)
-            else:
-                self.members.heard(msg.sender, msg.round,
-                                   current=msg.kind in ("hello", "heartbeat", "state_request"),
-                                   at=self.current)
-            if msg.kind == "gossip":
-                self._file(msg)
-            elif msg.kind == "state_request":
-                self.state_requests.add(msg.sender)
-            elif msg.kind == "state":
-                self._take_state(msg)
+            self._take(msg)
             self._cond.notify_all()
+
+    def _take(self, msg: Message) -> None:
+        where = f"from peer {msg.sender}, round {msg.round}"
+        if msg.kind == "bye":
+            self.members.left(msg.sender)
+        elif msg.kind == "gossip":
+            self._file(msg)
+        elif msg.kind == "state":
+            self._take_state(msg)
+        elif not self.members.plausible(msg.round):  # hello, heartbeat, state_request
+            self._reject("implausible", f"{where}: a {msg.kind!r} claiming a round no peer "
+                         f"can be in yet (at most {self.members.limit():.0f} now)")
+        else:
+            self.members.heard(msg.sender, msg.round, current=True, at=self.current)
+            if msg.kind == "state_request":
+                self.state_requests[msg.sender] = time.monotonic() + ANSWER_S
 
     def _file(self, msg: Message) -> None:
         where = f"from peer {msg.sender}, round {msg.round}"
         if msg.round < self.current:
+            self.members.heard(msg.sender, msg.round, current=False, at=self.current)
             self.counters.messages_stale += 1
             log.info("stale message %s (now in round %d): dropped", where, self.current)
             return
         if msg.round > self.current + self.max_ahead:
+            self.members.seen(msg.sender)  # alive, but a dropped claim says nothing of its round
             self.counters.messages_ahead += 1
             log.info("message %s is more than %d rounds ahead of round %d: dropped", where,
                      self.max_ahead, self.current)
             return
+        self.members.heard(msg.sender, msg.round, current=False, at=self.current)
         expected = self._expected.get(msg.round)
         if expected is None or msg.sender not in expected:
-            self._reject(f"{where}: not an in-neighbour in that round")
+            self._reject("not_neighbour", f"{where}: not an in-neighbour in that round")
             return
         box = self._messages.setdefault(msg.round, {})
         if msg.sender in box:
-            self._reject(f"{where}: duplicate")
+            self._reject("duplicate", f"{where}: duplicate")
             return
         box[msg.sender] = msg.payload
         self.counters.messages_received += 1
@@ -178,13 +274,47 @@ class Inbox:
         self.counters.header_bytes_received += msg.header_bytes
 
     def _take_state(self, msg: Message) -> None:
+        where = f"from peer {msg.sender}, round {msg.round}"
         if msg.sender != self._state_from:
-            self._reject(f"from peer {msg.sender}, round {msg.round}: state that was not "
-                         "asked for")
+            self._reject("unasked_state", f"{where}: state that was not asked for")
             return
-        self._state, self._state_from = msg, None
+        self._state_from = None
+        total = self.members.total_rounds
+        if not (self.current < msg.round and (total is None or msg.round < total)
+                and self.members.plausible(msg.round)):
+            self._state_refused = True
+            self._reject("state_round", f"{where}: state for a round outside ({self.current}, "
+                         f"{total}) or not yet possible")
+            if msg.round <= self.current:  # its real round: it is not ahead after all
+                self.members.heard(msg.sender, msg.round, current=True, at=self.current)
+            return
+        self.members.heard(msg.sender, msg.round, current=True, at=self.current)
+        self._state = msg
         self.counters.bytes_received += msg.payload_bytes
         self.counters.header_bytes_received += msg.header_bytes
+
+    def _answer(self) -> None:
+        """Sends the published parameters to every peer that asked (receiving thread)."""
+        with self._cond:
+            published, requests = self._published, dict(self.state_requests)
+        if published is None:
+            return
+        round_, params = published
+        frames = encode("state", self.transport.peer_id, round_, self.params_template,
+                        jax.device_get(params))
+        now = time.monotonic()
+        for j, give_up in requests.items():
+            sent = self.transport.send(j, frames, beat=True)
+            if sent or now > give_up:
+                with self._cond:
+                    self.state_requests.pop(j, None)
+                    if sent:
+                        self.counters.bytes_sent += self.params_template.nbytes
+                        self.counters.header_bytes_sent += len(frames[0])
+                    else:
+                        self.counters.send_failures += 1
+                if sent:
+                    log.info("sent round-%d parameters to catching-up peer %d", round_, j)
 
     # -- main thread --------------------------------------------------------------------------
 
@@ -235,6 +365,8 @@ class Inbox:
                                    if self.members.waitable(j, round_)), timeout)
             self.counters.messages_missing += len(expected - box.keys())
             self.current = round_ + 1
+            for throttle in self.throttles.values():
+                throttle.new_round()
             self._expected.pop(round_, None)
             return self._messages.pop(round_)
 
@@ -259,27 +391,37 @@ class Inbox:
         with self._cond:
             return self.members.leader(peers, round_)
 
-    def take_state_requests(self) -> set[int]:
-        """The peers that asked for our parameters since the last call."""
+    def publish(self, round_: int, params: Any) -> None:
+        """The parameters round ``round_`` starts from: what state requests are answered
+        with, at once, by the receiving thread (the arrays are only referenced)."""
         with self._cond:
-            requests, self.state_requests = self.state_requests, set()
-            return requests
+            self._published = (round_, params)
 
-    def state_requests_again(self, peers: set[int]) -> None:
-        """Puts back the requests of ``peers`` (answering them failed: try next round)."""
+    def ran(self, seconds: float) -> None:
+        """Records that one of this peer's rounds took ``seconds`` (see ``Membership``)."""
         with self._cond:
-            self.state_requests |= peers
+            self.members.ran(seconds)
 
     def expect_state(self, sender: int) -> None:
         """Accepts one ``"state"`` message from ``sender`` (call before asking for it)."""
         with self._cond:
-            self._state_from, self._state = sender, None
+            self._state_from, self._state, self._state_refused = sender, None, False
+            self._asked = sender
 
     def wait_state(self, timeout: float) -> Message | None:
-        """Waits for the state asked for with ``expect_state``; None after ``timeout``."""
+        """Waits for the state asked for with ``expect_state``, at most ``timeout`` seconds.
+
+        Returns:
+            The state message (its round is after the current one, before the run's end,
+            and possible), or None: nothing came in time, or what came was refused. Either
+            way the peer asked is never asked again (``Membership.no_answer``).
+        """
         with self._cond:
-            self._wait(lambda: self._state is not None, timeout)
+            asked, self._asked = self._asked, None
+            self._wait(lambda: self._state is not None or self._state_refused, timeout)
             state, self._state, self._state_from = self._state, None, None
+            if state is None and asked is not None:
+                self.members.no_answer(asked)
             return state
 
     def jump(self, round_: int, expected: dict[int, set[int]]) -> None:
@@ -291,6 +433,8 @@ class Inbox:
         """
         with self._cond:
             self.current = round_
+            self.members.start(round_)
+            self.throttles[True].new_round()
             self._expected = dict(expected)
             self._messages = {r: box for r, box in self._messages.items() if r >= round_}
 

@@ -15,8 +15,18 @@ Round t:
 Failures (see ``membership``): a round waits only for live neighbours that are not lagging;
 a peer that lost every neighbour pauses until one returns (at most ``startup_timeout``); a
 peer ``catchup_after`` rounds behind its freshest neighbour (restarted, late, or cut off)
-asks it for its parameters and round and continues from there. Every ``checkpoint_every``
-rounds a peer writes an atomic checkpoint; ``resume`` restarts from it.
+asks it for its parameters and round and continues from there, waiting at most
+``catchup_timeout`` for the answer, and never asking again a neighbour that gave none. Every
+``checkpoint_every`` rounds a peer writes an atomic checkpoint; ``resume`` restarts from it.
+
+Numbers that are not finite (see ``_Guard``): after the local steps and after the mix the
+peer checks that its parameters, rule state and loss are finite. A mix whose result is not
+finite is discarded (the round's start state is kept). Local steps that are not finite blame
+the mix before them: the peer rolls back to the state that mix started from, names the
+neighbours whose messages went into it, and runs the round's local steps again from there.
+Each is counted (``mixes_discarded``, ``local_divergences``); the run goes on. A peer whose
+parameters are still not finite at the end says so (``params_finite`` false in its last
+record) and ``gossip peer`` exits non-zero.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ from gossip.peer.inbox import Counters, Inbox
 from gossip.peer.membership import Membership
 from gossip.peer.task import PeerOptions, PeerTask
 from gossip.pytree import save_npz
-from gossip.round import PeerState, Shard, make_peer_round
+from gossip.round import PeerState, Shard, finite, keep_finite, make_peer_round
 from gossip.summary_table import METRIC_SHORT
 from gossip.training import make_local_round, make_local_step, round_key
 from gossip.wire import Template, Transport, encode, make_template
@@ -62,6 +72,8 @@ class _Compiled:
         self.message = jax.jit(peer_round.message)
         self.finish = jax.jit(peer_round.finish)
         self.adopt = peer_round.adopt
+        self.finite = jax.jit(finite)
+        self.keep_finite = jax.jit(keep_finite)
         self.evaluate = jax.jit(lambda p, x, y: (task.metric_fn(p, x, y), task.loss_fn(p, x, y)))
 
     def stack(self, messages: list[Any]) -> Any:
@@ -95,6 +107,11 @@ class Peer:
         self.inbox: Inbox | None = None
         self._round_peers: dict[int, set[int]] = {}
         self._alone = False
+        # The rollback target: the start state of the last round whose local steps were
+        # finite, and the neighbours whose messages went into the mix that followed them.
+        self._good: PeerState | None = None
+        self._mixed_with: list[int] = []
+        self._mixed_round = -1
 
     # -- topology -----------------------------------------------------------------------------
 
@@ -150,11 +167,13 @@ class Peer:
             return {"peer": self.i, "round": start}
         frame_bytes = max(self.template.max_frame_bytes, self.params_template.max_frame_bytes)
         self.transport = Transport(self.i, opts.addresses, bind=opts.bind,
-                                   max_frame_bytes=frame_bytes + 1024, curve=opts.keys)
+                                   max_frame_bytes=frame_bytes + 1024, curve=opts.keys,
+                                   recv_hwm=2 * (opts.max_ahead + 2))
+        members = Membership(opts.heartbeat_timeout, opts.catchup_after, rounds=self.task.rounds)
         self.inbox = Inbox(self.transport, self.template, self.n, opts.max_ahead,
-                           self.counters, Membership(opts.heartbeat_timeout, opts.catchup_after),
-                           self.params_template, opts.heartbeat_interval)
+                           self.counters, members, self.params_template, opts.heartbeat_interval)
         self.inbox.jump(start, self._expected(start, start + opts.max_ahead + 1))
+        self.inbox.publish(start, self.params)
         clean = False
         try:
             self.inbox.start()
@@ -190,6 +209,8 @@ class Peer:
         self.fn.finish(pending, self.fn.stack([msg] * self.task.topology.k), weights,
                        self_weight, np.float32(0))
         self.fn.evaluate(self.params, self.x_test, self.y_test)
+        self.fn.finite((self.state.params, self.state.rule_state, jnp.zeros(())))
+        self.fn.keep_finite(self.state, self.state)
 
     def _send_all(self, frames: list[Any], dests: set[int]) -> set[int]:
         """Sends ``frames`` to every peer of ``dests``; returns those whose queue was full."""
@@ -257,19 +278,6 @@ class Peer:
 
     # -- failures -----------------------------------------------------------------------------
 
-    def _answer_state_requests(self, t: int) -> None:
-        """Sends our parameters (those round t starts from) to every peer that asked."""
-        requests = self.inbox.take_state_requests()
-        if requests:
-            frames = encode("state", self.i, t, self.params_template,
-                            jax.device_get(self.params))
-            failed = self._send_all(frames, requests)
-            self.inbox.state_requests_again(failed)  # tried again next round
-            sent = requests - failed
-            self.counters.bytes_sent += len(sent) * self.params_template.nbytes
-            self.counters.header_bytes_sent += len(sent) * len(frames[0])
-            log.info("sent round-%d parameters to catching-up peer(s) %s", t, sorted(sent))
-
     def _wait_if_isolated(self, t: int) -> None:
         near = self.near(t)
         if self._alone:  # gave up waiting: go on until a neighbour is heard again
@@ -292,11 +300,14 @@ class Peer:
             return t
         self.inbox.expect_state(leader)
         self._send_all(encode("state_request", self.i, t, self.template), {leader})
-        state = self.inbox.wait_state(self.options.round_deadline)
-        if state is None or not t < state.round < self.task.rounds:
-            log.warning("round %d: peer %d is ahead but sent no usable state", t, leader)
+        state = self.inbox.wait_state(self.options.catchup_timeout)
+        if state is None:
+            self.counters.catch_up_failures += 1
+            log.warning("round %d: peer %d said it was ahead but sent no usable state within "
+                        "%.1f s; it is not asked again", t, leader, self.options.catchup_timeout)
             return t
         self.state = self.fn.adopt(self.state, jax.tree.map(jnp.array, state.payload))
+        self._good, self._mixed_with = None, []
         self.inbox.jump(state.round, self._expected(state.round,
                                                     state.round + self.options.max_ahead + 1))
         self.counters.catch_ups += 1
@@ -314,7 +325,6 @@ class Peer:
         start = time.perf_counter()
         with metrics_path.open("a" if opts.resume else "w") as sink:
             while t < task.rounds:
-                self._answer_state_requests(t)
                 self._wait_if_isolated(t)
                 t = self._catch_up(t)
                 self.inbox.beat_targets = frozenset(self.near(t))
@@ -324,8 +334,10 @@ class Peer:
                                       self.senders(t + opts.max_ahead + 1))
                 round_start = time.perf_counter()
                 loss, wait = self.round(t)
-                record = self._record(t, loss, time.perf_counter() - start,
-                                      time.perf_counter() - round_start, wait)
+                self.inbox.publish(t + 1, self.params)
+                round_time = time.perf_counter() - round_start
+                self.inbox.ran(round_time)
+                record = self._record(t, loss, time.perf_counter() - start, round_time, wait)
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
                 if on_round:
@@ -335,12 +347,40 @@ class Peer:
                     self._checkpoint(t)
         return record
 
+    def _local(self, key: jax.Array) -> tuple[Any, Any] | None:
+        """The round's local steps from ``self.state``; None when they are not finite."""
+        pending, loss = self.fn.local(self.state, self.shard, key)
+        ok = self.fn.finite((pending.params, pending.rule_state, loss))
+        return (pending, loss) if bool(ok) else None  # waits for the computation
+
+    def _roll_back(self, t: int) -> bool:
+        """Round t's local steps were not finite: back to the state before the last mix.
+
+        Returns:
+            True when there was such a state (``self.state`` is now that state).
+        """
+        if self._mixed_with:
+            self.counters.mixes_discarded += 1
+            log.warning("round %d: the local steps after round %d's mix are not finite: "
+                        "discarding that mix, whose messages came from peer(s) %s", t,
+                        self._mixed_round, self._mixed_with)
+        else:
+            self.counters.local_divergences += 1
+            log.warning("round %d: the local steps are not finite (no neighbour's message "
+                        "went into the last mix)", t)
+        good, self._good, self._mixed_with = self._good, None, []
+        if good is None or good is self.state:
+            return False
+        self.state = good
+        return True
+
     def round(self, t: int) -> tuple[float, float]:
         """Runs round t: compute, send, wait, finish (the order is gossip.round's).
 
         Returns:
-            ``(loss, wait)``: the mean training loss of the H local steps and the seconds
-            spent waiting for messages.
+            ``(loss, wait)``: the mean training loss of the H local steps (NaN when they
+            were not finite even from the last finite state: the round then neither sends
+            nor mixes) and the seconds spent waiting for messages.
         """
         fn = self.fn
         key = round_key(self.task.train_key, self.i, t)
@@ -348,12 +388,23 @@ class Peer:
         early = fn.early(self.state)
         if early is not None:  # sent while the local steps run
             sent = self._send_message(t, early, receivers)
-        pending, loss = fn.local(self.state, self.shard, key)
+        out = self._local(key)
+        if out is None and self._roll_back(t):
+            # Again from the state before the last mix. A cta message is out already (from
+            # the state rolled back from): it only fills the slots of missing messages.
+            out = self._local(key)
+        if out is None:
+            log.warning("round %d: the local steps are not finite from the last finite "
+                        "state either: this round neither sends nor mixes", t)
+            self.inbox.wait_round(t, 0.0)
+            return float("nan"), 0.0
+        pending, loss = out
+        self._good = self.state
         msg = fn.message(pending, early)
         if early is None:
             sent = self._send_message(t, msg, receivers)
         undelivered = self.task.topology.share(t, self.i, receivers - sent)
-        loss = float(loss)  # waits for the computation
+        loss = float(loss)
         wait_start = time.perf_counter()
         received = self.inbox.wait_round(t, self.options.round_deadline)
         wait = time.perf_counter() - wait_start
@@ -366,8 +417,15 @@ class Peer:
                 slots.append(msg)
             else:
                 slots.append(payload)
-        self.state = fn.finish(pending, fn.stack(slots), w, self_weight,
-                               np.float32(undelivered))
+        self.state, ok = fn.keep_finite(
+            fn.finish(pending, fn.stack(slots), w, self_weight, np.float32(undelivered)),
+            self.state)
+        self._mixed_with, self._mixed_round = sorted(received), t
+        if not bool(ok):
+            self.counters.mixes_discarded += 1
+            log.warning("round %d: the mix is not finite: discarded (its messages came from "
+                        "peer(s) %s); the round's start state is kept", t, self._mixed_with)
+            self._mixed_with = []
         return loss, wait
 
     def _send_message(self, t: int, msg: Any, receivers: set[int]) -> set[int]:
@@ -391,6 +449,7 @@ class Peer:
             "peer": self.i, "round": t + 1, "step": (t + 1) * task.rule.local_steps,
             "time": round(elapsed, 4), "round_time": round(round_time, 4),
             "wait_time": round(wait, 4), "loss": loss,
+            "params_finite": bool(self.fn.finite((self.state.params, self.state.rule_state))),
             "neighbours_alive": len(self.inbox.alive(self.near(t))),
         }
         if (t + 1) % task.eval_every == 0 or t + 1 == task.rounds:

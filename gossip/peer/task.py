@@ -79,6 +79,8 @@ class PeerOptions:
         heartbeat_interval: seconds between heartbeats.
         heartbeat_timeout: seconds of silence after which a neighbour is presumed dead.
         catchup_after: rounds behind its freshest neighbour at which a peer catches up.
+        catchup_timeout: seconds a catching-up peer waits for the state it asked for; a
+            neighbour that sends none in time is not asked again.
         checkpoint_every: write ``OUT/checkpoints/peer-XXXX.npz`` every this many rounds
             and after the last (0: never).
         resume: start from this peer's checkpoint (from round 0 if there is none).
@@ -99,6 +101,7 @@ class PeerOptions:
     heartbeat_interval: float = _RUN.heartbeat_interval
     heartbeat_timeout: float = _RUN.heartbeat_timeout
     catchup_after: int = _RUN.catchup_after
+    catchup_timeout: float = _RUN.catchup_timeout
     checkpoint_every: int = _RUN.checkpoint_every
     resume: bool = False
     run_digest: str = ""

@@ -13,7 +13,13 @@ CURVE server, every DEALER a CURVE client that knows its destination's public ke
 ZAP handler (``zmq.auth.thread.ThreadAuthenticator``, one thread on the transport's own
 context) accepts only clients whose public key is one of the run's peers'. A client that is
 refused, or that does not speak CURVE, never gets a message through; its failed handshakes
-close connections, which the monitor counts like any other disconnect.
+close connections, which the monitor counts like any other disconnect. The handler also
+names each accepted connection by the peer id its key belongs to (the ZAP user id, which
+libzmq attaches to every frame as the ``User-Id`` property): :meth:`Transport.sender_of`
+tells which peer a message really came from, whatever its header says.
+
+The ROUTER's receive high-water mark bounds the messages libzmq queues per connection
+before it stops reading from it (TCP then pushes back on the sender).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
 from zmq.utils.monitor import recv_monitor_message
 
 from gossip.wire.curve import CurveKeys, check_curve
@@ -36,18 +43,28 @@ RECONNECT_MS = 100
 RECONNECT_MAX_MS = 2000
 CONNECT_TIMEOUT_MS = 2000  # a connect stuck in SYN retries (link down) is abandoned and retried
 SEND_HWM = 8  # messages queued per neighbour before sends fail instead of growing memory
+RECV_HWM = 16  # default: messages queued per incoming connection before libzmq stops reading
 
 
 class AllowList:
     """ZAP credentials provider: accepts exactly the given public keys (Z85).
 
+    Args:
+        keys: the run's public keys; entry ``i`` is peer ``i``'s, so the list also maps
+            each key to its peer id.
+
     A refused key is logged once (warning), naming the key.
     """
 
     def __init__(self, keys: Iterable[bytes]) -> None:
-        self.keys = frozenset(keys)
+        self.ids = {key: i for i, key in enumerate(keys)}
+        self.keys = frozenset(self.ids)
         self._refused: set[bytes] = set()
         self._lock = threading.Lock()
+
+    def peer_of(self, key: bytes) -> int | None:
+        """The peer id of a public key (Z85), or None."""
+        return self.ids.get(key)
 
     def callback(self, domain: str, key: bytes) -> bool:
         """Called by the authenticator's thread for each CURVE handshake."""
@@ -62,6 +79,19 @@ class AllowList:
         return False
 
 
+class _PeerAuthenticator(ThreadAuthenticator):
+    """The ZAP handler: an allow-list of keys, and the peer id of a key as its user id."""
+
+    def __init__(self, context: zmq.Context, allow: AllowList) -> None:
+        super().__init__(context, log=log.getChild("zap"))
+        self.allow = allow
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        """``str(peer id)`` of an accepted key (only accepted keys get here)."""
+        peer = self.allow.peer_of(z85.encode(client_public_key))
+        return "" if peer is None else str(peer)
+
+
 class Transport:
     """The sockets of one peer.
 
@@ -74,6 +104,8 @@ class Transport:
             ``curve``, at most one transport per context (one ZAP handler per context).
         curve: this peer's CURVE keys and the public keys of every peer: encrypt and
             authenticate every connection. None: plain TCP, no authentication.
+        recv_hwm: ``RCVHWM`` of the receiving socket: messages libzmq queues per incoming
+            connection before it stops reading from it.
 
     Raises:
         OSError: the address cannot be bound (in use, or not an address of this host);
@@ -82,10 +114,11 @@ class Transport:
 
     def __init__(self, peer_id: int, addresses: Sequence[str], *, max_frame_bytes: int,
                  bind: str | None = None, context: zmq.Context | None = None,
-                 curve: CurveKeys | None = None) -> None:
+                 curve: CurveKeys | None = None, recv_hwm: int = RECV_HWM) -> None:
         self.peer_id = peer_id
         self.addresses = list(addresses)
         self.curve = curve
+        self.max_frame_bytes = int(max_frame_bytes)
         if curve is not None:
             check_curve()
             if len(curve.peers) != len(self.addresses):
@@ -95,13 +128,15 @@ class Transport:
         self.context = context or zmq.Context()
         self.authenticator: ThreadAuthenticator | None = None
         if curve is not None:
-            self.authenticator = ThreadAuthenticator(self.context, log=log.getChild("zap"))
+            allow = AllowList(curve.peers)
+            self.authenticator = _PeerAuthenticator(self.context, allow)
             self.authenticator.start()
-            self.authenticator.configure_curve_callback("*", AllowList(curve.peers))
+            self.authenticator.configure_curve_callback("*", allow)
         self.router = self.context.socket(zmq.ROUTER)
         self._configure(self.router)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.router.setsockopt(zmq.MAXMSGSIZE, int(max_frame_bytes))
+        self.router.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)
+        self.router.setsockopt(zmq.RCVHWM, int(recv_hwm))
         if curve is not None:
             self.router.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
             self.router.setsockopt(zmq.CURVE_PUBLICKEY, curve.public)
@@ -182,6 +217,24 @@ class Transport:
             frames = self.router.recv_multipart(copy=False, flags=zmq.NOBLOCK)
             return frames[1:], disconnects
         return None, disconnects
+
+    def sender_of(self, frames: Sequence[Any]) -> int | None:
+        """The peer whose key a received message came with (CURVE), else None.
+
+        Args:
+            frames: frames returned by ``poll`` (``zmq.Frame``).
+
+        Returns:
+            The peer id the ZAP handler gave the connection; None without CURVE, or when
+            the frames carry no such property.
+        """
+        if self.curve is None or not frames or not hasattr(frames[0], "get"):
+            return None
+        try:
+            user = frames[0].get("User-Id")
+        except zmq.ZMQError:
+            return None
+        return int(user) if isinstance(user, str) and user.isdigit() else None
 
     def _close_router(self) -> None:
         """The last of closing: the ROUTER, the authenticator, the context if it is ours."""
