@@ -35,8 +35,10 @@ def test_two_peers_in_threads_compile_once_and_agree(tmp_path):
         # random matching of 2 peers: the pair talks every round
         assert rec["messages_received"] == rec["messages_sent"] == 6
         for fn in (peer.fn.early, peer.fn.local, peer.fn.message, peer.fn.finish,
-                   peer.fn.evaluate):
+                   peer.fn.evaluate, peer.fn.keep_finite):
             assert fn._cache_size() == 1  # compiled once, never again across rounds
+        assert peer.fn.finite._cache_size() == 2  # local steps' and final state's checks
+        assert rec["params_finite"] is True and rec["mixes_discarded"] == 0
     # two peers mixing with equal weights end equal (after their last exchange)
     for a, b in zip(jax.tree.leaves(peers[0].params), jax.tree.leaves(peers[1].params),
                     strict=True):

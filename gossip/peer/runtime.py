@@ -210,6 +210,7 @@ class Peer:
                        self_weight, np.float32(0))
         self.fn.evaluate(self.params, self.x_test, self.y_test)
         self.fn.finite((self.state.params, self.state.rule_state, jnp.zeros(())))
+        self.fn.finite((self.state.params, self.state.rule_state))
         self.fn.keep_finite(self.state, self.state)
 
     def _send_all(self, frames: list[Any], dests: set[int]) -> set[int]:
