@@ -44,7 +44,8 @@ def mutate(rng, frames):
         header = msgpack.unpackb(frames[0])
         value = NASTY[int(rng.integers(len(NASTY)))]
         if op == 4:
-            header[["v", "kind", "sender", "round", "struct", "leaves"][int(rng.integers(6))]] = value
+            keys = ["v", "kind", "sender", "round", "struct", "leaves"]
+            header[keys[int(rng.integers(6))]] = value
         elif op == 5 and header["leaves"]:
             header["leaves"][int(rng.integers(len(header["leaves"])))][int(rng.integers(5))] = value
         else:
