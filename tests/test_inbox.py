@@ -5,10 +5,12 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gossip.peer.inbox import Counters, Inbox
 from gossip.peer.membership import Membership
-from gossip.wire import encode, make_template
+from gossip.wire import WireError, decode, encode, make_template
 
 N = 4
 PAYLOAD = {"w": np.ones(3, np.float32)}
@@ -246,3 +248,30 @@ def test_garbage_is_counted_not_raised(inbox, caplog):
     inbox.handle([])
     assert inbox.counters.messages_rejected == 2
     assert "rejected a message: header is not valid msgpack" in caplog.text
+
+
+DROPS = ("messages_received", "messages_rejected", "messages_stale", "messages_ahead",
+         "messages_throttled")
+
+
+@settings(derandomize=True, database=None, deadline=None, max_examples=300)
+@given(st.lists(st.binary(max_size=64), max_size=4) | st.builds(
+    lambda kind, sender, round_, cut: encode(kind, sender, round_, make_template(PAYLOAD),
+                                             PAYLOAD if kind in ("gossip", "state") else None
+                                             )[:cut],
+    st.sampled_from(["gossip", "hello", "heartbeat", "state_request", "state", "bye"]),
+    st.integers(0, N - 1), st.integers(0, 2**64 - 1), st.integers(0, 3)))
+def test_any_frames_are_filed_or_counted_once_and_never_raise(frames):
+    box = make_inbox()
+    before = {k: getattr(box.counters, k) for k in DROPS}
+    box.handle(frames)
+    after = {k: getattr(box.counters, k) for k in DROPS}
+    counted = sum(after[k] - before[k] for k in DROPS)
+    assert counted <= 1
+    try:
+        msg = decode(frames, box.template, N, box.template)
+    except WireError:
+        assert after["messages_rejected"] == before["messages_rejected"] + 1
+        return
+    if msg.kind in ("gossip", "state"):
+        assert counted == 1  # filed (received) or dropped under one reason

@@ -4,9 +4,9 @@ File format (version 1): one uncompressed ``.npz`` (zip) file, ``OUT/checkpoints
 
 - ``TREE/LEAFPATH``: one ``.npy`` member per array leaf of each named pytree (``params``,
   ``opt_state``, ``rule_state`` ...), where ``LEAFPATH`` is ``gossip.pytree.leaf_paths`` of the
-  tree, e.g. ``params/hidden_0/kernel`` or ``opt_state/0/mu/hidden_0/kernel``. A tree that is a single
-  array is stored under ``TREE``. Trees with no leaves (optax ``EmptyState()``, ``None``) have no
-  members.
+  tree, e.g. ``params/hidden_0/kernel`` or ``opt_state/0/mu/hidden_0/kernel``. A tree that is a
+  single array is stored under ``TREE``. Trees with no leaves (optax ``EmptyState()``, ``None``)
+  have no members.
 - ``__meta__``: a ``uint8[n]`` array holding UTF-8 JSON
   ``{"format": 1, "trees": {TREE: [KEY, ...]}, "meta": {...}}``: the format version, the members
   of every tree (possibly empty), and the caller's JSON metadata (round, peer, config digest, PRNG
