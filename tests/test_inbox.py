@@ -151,9 +151,9 @@ class FakeTransport:
         self.peer_id, self.curve, self.reachable = peer_id, curve, reachable
         self.sent = []
 
-    def send(self, dest, frames, beat=False):
+    def send(self, dest, frames, beat=False, answer=False):
         if self.reachable:
-            self.sent.append((dest, frames, beat))
+            self.sent.append((dest, frames, answer))
         return self.reachable
 
 
@@ -176,7 +176,7 @@ def test_state_requests_are_answered_at_once_with_the_published_parameters():
     assert transport.sent == [] and set(box.state_requests) == {1, 3}
     box.publish(5, {"w": np.full(3, 7.0, np.float32)})
     box._answer()
-    assert sorted(d for d, _, beat in transport.sent if beat) == [1, 3]
+    assert sorted(d for d, _, answer in transport.sent if answer) == [1, 3]
     other = make_inbox()
     other.expect_state(0)  # the answer of peer 0 (our fake transport's id)
     other.handle(transport.sent[0][1])

@@ -304,7 +304,7 @@ class Inbox:
                         jax.device_get(params))
         now = time.monotonic()
         for j, give_up in requests.items():
-            sent = self.transport.send(j, frames, beat=True)
+            sent = self.transport.send(j, frames, answer=True)
             if sent or now > give_up:
                 with self._cond:
                     self.state_requests.pop(j, None)

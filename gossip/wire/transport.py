@@ -1,7 +1,8 @@
 """ZeroMQ transport of one peer: a ROUTER it binds, one DEALER per peer it sends to.
 
 The ROUTER is used only by the receiving thread, the DEALERs only by the sending (main)
-thread, except a second set of DEALERs that carries the receiving thread's heartbeats:
+thread, except two more sets of DEALERs that carry the receiving thread's heartbeats and its
+answers to state requests:
 ZeroMQ sockets are not thread-safe, so each stays on one thread. Every socket has
 ``LINGER=0`` (a bounded linger for the last messages of a clean exit), ZMTP heartbeats so
 a dead connection is noticed, and automatic reconnects. The ROUTER sets ``MAXMSGSIZE`` just
@@ -150,6 +151,7 @@ class Transport:
         self.monitor = self.router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.dealers: dict[int, zmq.Socket] = {}
         self.beat_dealers: dict[int, zmq.Socket] = {}
+        self.answer_dealers: dict[int, zmq.Socket] = {}
         self.poller = zmq.Poller()
         self.poller.register(self.router, zmq.POLLIN)
         self.poller.register(self.monitor, zmq.POLLIN)
@@ -180,21 +182,25 @@ class Transport:
             pool[dest] = sock
         return sock
 
-    def send(self, dest: int, frames: Sequence[Any], *, beat: bool = False) -> bool:
+    def send(self, dest: int, frames: Sequence[Any], *, beat: bool = False,
+             answer: bool = False) -> bool:
         """Queues a multipart message to peer ``dest`` without blocking or copying.
 
         Args:
             dest: the receiving peer's id.
             frames: the encoded message.
-            beat: send on the heartbeat sockets (receiving thread only) instead of the main
-                thread's.
+            beat: send on the heartbeat sockets (receiving thread only; nothing is queued
+                for a peer not connected) instead of the main thread's.
+            answer: send on the receiving thread's sockets for answers (queued until the
+                peer is connected, like the main thread's).
 
         Returns:
             False when the message was dropped because ``dest``'s queue is full (it has been
             unreachable for ``SEND_HWM`` messages).
         """
         try:
-            pool = self.beat_dealers if beat else self.dealers
+            pool = (self.beat_dealers if beat else self.answer_dealers if answer
+                    else self.dealers)
             self._dealer(dest, pool).send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return False
@@ -252,10 +258,11 @@ class Transport:
             return
         for sock in self.dealers.values():
             sock.close(linger=linger_ms)
-        for sock in self.beat_dealers.values():
+        for sock in [*self.beat_dealers.values(), *self.answer_dealers.values()]:
             sock.close(linger=0)
         self.dealers.clear()
         self.beat_dealers.clear()
+        self.answer_dealers.clear()
         self.router.disable_monitor()
         self.monitor.close(linger=0)
         self._close_router()
