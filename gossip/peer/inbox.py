@@ -44,6 +44,7 @@ from gossip.wire import (
 log = logging.getLogger("gossip.peer")
 RECHECK_S = 0.05  # how often a wait re-reads liveness (neighbours die while we wait)
 ANSWER_S = 5.0  # how long the thread keeps trying to send a state answer (peer unreachable)
+LOG_PER_S = 20  # rejections logged per second at most; the rest are counted, and summed up
 
 # Why a message was rejected: each has a counter ``rejected_<reason>``; their sum is
 # ``messages_rejected``.
@@ -142,6 +143,7 @@ class Inbox:
         self._state: Message | None = None
         self._state_refused = False
         self._asked: int | None = None
+        self._log_budget, self._log_refill, self._unlogged = LOG_PER_S, time.monotonic(), 0
         self._expected: dict[int, set[int]] = {}
         self._messages: dict[int, dict[int, Any]] = {}
         self._cond = threading.Condition()
@@ -189,8 +191,20 @@ class Inbox:
             self.counters.header_bytes_sent += sent * len(frames[0])
 
     def _reject(self, reason: str, why: str) -> None:
+        """Counts a rejection; logs it, at most ``LOG_PER_S`` lines a second (a flood of
+        garbage must not become a flood of log lines)."""
         self.counters.reject(reason)
-        log.warning("rejected a message: %s", why)
+        now = time.monotonic()
+        if now - self._log_refill >= 1.0:
+            if self._unlogged:
+                log.warning("%d more message(s) rejected and counted, not logged",
+                            self._unlogged)
+            self._log_budget, self._log_refill, self._unlogged = LOG_PER_S, now, 0
+        if self._log_budget > 0:
+            self._log_budget -= 1
+            log.warning("rejected a message: %s", why)
+        else:
+            self._unlogged += 1
 
     def handle(self, frames: list[Any], authenticated: int | None = None) -> None:
         """Validates one received message and files it (or counts why not); never raises.
@@ -396,6 +410,12 @@ class Inbox:
         with, at once, by the receiving thread (the arrays are only referenced)."""
         with self._cond:
             self._published = (round_, params)
+
+    def begin(self, round_: int) -> None:
+        """The round loop starts at ``round_`` now: how far others can be is counted from
+        here (start-up and compilation do not count)."""
+        with self._cond:
+            self.members.start(round_)
 
     def ran(self, seconds: float) -> None:
         """Records that one of this peer's rounds took ``seconds`` (see ``Membership``)."""

@@ -324,6 +324,7 @@ class Peer:
         record: dict[str, Any] = {}
         metrics_path = opts.out_dir / f"peer-{self.i:04d}.jsonl"
         start = time.perf_counter()
+        self.inbox.begin(t)
         with metrics_path.open("a" if opts.resume else "w") as sink:
             while t < task.rounds:
                 self._wait_if_isolated(t)
