@@ -145,12 +145,19 @@ class Impostor:
         self.sent += 1
         return True
 
-    def wait_for_gossip(self, timeout: float = 120.0) -> None:
-        """Listens until a real peer's gossip message has arrived."""
+    def wait_for_gossip(self, beat: list[Any] | None = None, timeout: float = 120.0) -> None:
+        """Listens until a real peer's gossip message has arrived, sending ``beat`` (a
+        heartbeat, so the peers keep the impostor alive while they compile) to every target
+        every half second."""
         end = time.monotonic() + timeout
+        next_beat = 0.0
         while not self.gossip:
             if time.monotonic() > end:
                 raise AssertionError("no gossip message reached the impostor")
+            if beat is not None and time.monotonic() >= next_beat:
+                for j in self.dealers:
+                    self.send(j, beat)
+                next_beat = time.monotonic() + 0.5
             self.listen(50)
 
     def close(self) -> None:

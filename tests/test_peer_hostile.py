@@ -67,7 +67,7 @@ def test_a_fuzzing_neighbour_and_a_float32_max_message_leave_two_peers_finite(tm
         with running(peers) as results:
             for j in (0, 1):
                 fuzzer.send(j, encode("hello", 2, 0, template))
-            fuzzer.wait_for_gossip()
+            fuzzer.wait_for_gossip(beat=encode("heartbeat", 2, 0, template))
             r = max(fuzzer.rounds.values())
             base = next(iter(fuzzer.gossip.values()))
             fuzzer.send(0, poisoned(base, 2, r + 2))  # the first message of peer 2 for r + 2
