@@ -187,6 +187,8 @@ class Inbox:
         frames = encode("heartbeat", self.transport.peer_id, self.current, self.template)
         sent = sum(self.transport.send(j, frames, beat=True)  # False: queue full, peer away
                    for j in sorted(self.beat_targets))
+        for j in self.beat_targets:  # a state answer to a neighbour finds its link up
+            self.transport.connect(j, answer=True)
         with self._cond:
             self.counters.header_bytes_sent += sent * len(frames[0])
 

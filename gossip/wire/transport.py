@@ -182,6 +182,12 @@ class Transport:
             pool[dest] = sock
         return sock
 
+    def connect(self, dest: int, *, beat: bool = False, answer: bool = False) -> None:
+        """Opens the DEALER of a pool to ``dest`` ahead of its first message (it connects,
+        and reconnects, on its own), so that message does not wait for a TCP handshake."""
+        self._dealer(dest, self.beat_dealers if beat else self.answer_dealers if answer
+                     else self.dealers)
+
     def send(self, dest: int, frames: Sequence[Any], *, beat: bool = False,
              answer: bool = False) -> bool:
         """Queues a multipart message to peer ``dest`` without blocking or copying.
