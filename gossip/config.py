@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ class Config:
     eval_every: int = 25
     seed: int = 0
     same_init: bool = True
-    out: str = "runs/sim"
+    out: str = ""
     save_params: bool = False
     round_deadline: float = 30.0
     startup_timeout: float = 60.0
@@ -69,7 +70,9 @@ class Config:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
-_POSITIVE = ("peers", "local_steps", "rounds", "eval_every", "shards_per_peer", "max_ahead",
+MIN_PEERS = 2
+"""The fewest peers a run has (every message about it says ``peers must be >= 2``)."""
+_POSITIVE = ("local_steps", "rounds", "eval_every", "shards_per_peer", "max_ahead",
              "catchup_after")
 
 
@@ -102,6 +105,7 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any]) -> Config:
             raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(FIELDS)}")
     checked = {k: _check_type(k, v) for k, v in merged.items()}
     config = Config(**checked)
+    check_int("peers", config.peers, MIN_PEERS)
     for key in _POSITIVE:
         check_int(key, getattr(config, key), 1)
     if config.batch_size < 0:
@@ -137,57 +141,124 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
 
 
-# Flags that override config keys: (flag, key, type, help).
+# Flags that override config keys: (flag, key, type, help). Each flag's help ends with the
+# key's default (from ``Config``); keys that name something list their choices.
 _FLAGS: list[tuple[str, str, type, str]] = [
-    ("--peers", "peers", int, "number of peers"),
-    ("--topology", "topology", str, "topology name (see `gossip topo`)"),
-    ("--weights", "weights", str, "mixing weights: default, uniform, metropolis, push"),
-    ("--rule", "rule", str, "gossip rule: dpsgd, dpsgd_cta, local_sgd, push_sum"),
-    ("--dataset", "dataset", str, "dataset name"),
-    ("--model", "model", str, "model name"),
+    ("--peers", "peers", int, "number of peers N"),
+    ("--topology", "topology", str, "who talks to whom (docs/topologies.md)"),
+    ("--weights", "weights", str, "mixing weights; 'default' is uniform on regular graphs, "
+                                  "Metropolis-Hastings on irregular ones, push for push_sum"),
+    ("--rule", "rule", str, "gossip rule (docs/simulator.md)"),
+    ("--dataset", "dataset", str, "dataset (docs/data.md)"),
+    ("--model", "model", str, "model (docs/models.md)"),
     ("--rounds", "rounds", int, "communication rounds"),
     ("--local-steps", "local_steps", int, "local steps per round (H)"),
     ("--batch-size", "batch_size", int,
      "batch size per peer and step, drawn with replacement; 0: the whole shard every step "
      "(full-batch gradient)"),
     ("--lr", "lr", float, "learning rate"),
-    ("--optimizer", "optimizer", str, "optimizer: sgd, momentum, nesterov, adam, adamw"),
-    ("--momentum", "momentum", float, "momentum coefficient"),
-    ("--partition", "partition", str, "data split: iid, dirichlet, dirichlet_peer, shards, "
-                                      "quantity, natural (the dataset's own), default (natural "
-                                      "where the dataset has one, else iid)"),
+    ("--optimizer", "optimizer", str, "optimizer (optax)"),
+    ("--momentum", "momentum", float, "momentum coefficient of momentum and nesterov"),
+    ("--partition", "partition", str, "data split: natural is the dataset's own, default is "
+                                      "natural where the dataset has one, else iid"),
     ("--alpha", "alpha", float, "Dirichlet concentration for dirichlet/quantity splits"),
     ("--seed", "seed", int, "run seed (topology, data split, init, batches)"),
     ("--out", "out", str, "output directory"),
-    ("--eval-every", "eval_every", int, "evaluate every this many rounds"),
+    ("--eval-every", "eval_every", int, "evaluate every this many rounds, and after the last"),
     ("--round-deadline", "round_deadline", float,
-     "real peers: seconds a round waits for missing messages"),
+     "seconds a round waits for missing messages"),
     ("--startup-timeout", "startup_timeout", float,
-     "real peers: seconds to wait for neighbours at start-up or after losing them all"),
+     "seconds to wait for neighbours at start-up or after losing them all"),
     ("--heartbeat-timeout", "heartbeat_timeout", float,
-     "real peers: seconds of silence after which a neighbour is presumed dead"),
+     "seconds of silence after which a neighbour is presumed dead"),
     ("--checkpoint-every", "checkpoint_every", int,
-     "real peers: write a checkpoint every this many rounds (0: never)"),
+     "write a checkpoint every this many rounds (0: never)"),
 ]
+_METAVARS = {"peers": "N", "topology": "NAME", "weights": "NAME", "rule": "NAME",
+             "dataset": "NAME", "model": "NAME", "rounds": "R", "local_steps": "H",
+             "batch_size": "B", "lr": "LR", "optimizer": "NAME", "momentum": "M",
+             "partition": "NAME", "alpha": "A", "seed": "S", "out": "DIR", "eval_every": "K",
+             "round_deadline": "S", "startup_timeout": "S", "heartbeat_timeout": "S",
+             "checkpoint_every": "K"}
+PEER_KEYS = ("round_deadline", "startup_timeout", "max_ahead", "heartbeat_interval",
+             "heartbeat_timeout", "catchup_after", "checkpoint_every")
+"""Keys that matter only for real peers (``gossip peer``, ``gossip launch``)."""
+
+OUT_DEFAULT = {"sim": "a new runs/sim-YYYYmmdd-HHMMSS",
+               "launch": "a new runs/launch-YYYYmmdd-HHMMSS", "peer": "runs/peer"}
+"""What an empty ``out`` means for each command (``gossip.outputs``)."""
+
+Choices = Callable[[], Iterable[str]]
 
 
-def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+class FlagHelp(str):
+    """A flag's help text that ends with its default and, when the help is shown, the valid
+    choices: a registry (the model zoo) is imported only then, not at every ``gossip`` call.
+
+    argparse formats a help text with ``help % params``; ``__mod__`` adds the choices there.
+    """
+
+    choices: Choices | None
+    default: str
+
+    def __new__(cls, text: str, default: str, choices: Choices | None = None) -> FlagHelp:
+        obj = super().__new__(cls, f"{text} (default: {default})")
+        obj.choices, obj.default = choices, default
+        return obj
+
+    def __mod__(self, params: Any) -> str:
+        if self.choices is None:
+            return str.__mod__(str(self), params)
+        text = str(self)[:-len(f" (default: {self.default})")]
+        return (f"{text}; one of: {', '.join(self.choices())} "
+                f"(default: {self.default})").replace("%%", "%")
+
+
+def _default_text(key: str, command: str) -> str:
+    if key == "out":
+        return OUT_DEFAULT.get(command, "runs/<command>-YYYYmmdd-HHMMSS")
+    value = getattr(Config(), key)
+    if key == "weights":
+        return "default"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = (),
+                     command: str = "sim", real_peers: bool = False,
+                     choices: Mapping[str, Choices] | None = None) -> None:
     """Adds ``--config``, one flag per common key, ``--set KEY=VALUE`` and ``--save-params``.
+
+    Every flag's help shows the key's default; flags that matter only for real peers go
+    under their own heading, and only on a command that runs real peers.
 
     Args:
         parser: the subcommand's parser.
         exclude: keys whose flag the subcommand defines otherwise (``gossip peer --peers``).
+        command: ``"sim"``, ``"launch"`` or ``"peer"`` (what an empty ``--out`` means).
+        real_peers: add the real peers' flags (``--round-deadline`` ...).
+        choices: key -> a function listing its valid names, called only to show help.
     """
-    parser.add_argument("--config", metavar="FILE", help="TOML config file")
+    choices = choices or {}
+    run = parser.add_argument_group("run configuration (docs/config.md; flags win over "
+                                    "--set, which wins over --config)")
+    peers = parser.add_argument_group("real peers only") if real_peers else None
+    run.add_argument("--config", metavar="FILE", help="TOML config file (default: none)")
     for flag, key, typ, help_ in _FLAGS:
-        if key not in exclude:
-            parser.add_argument(flag, dest=key, type=typ, default=None, help=help_)
-    parser.add_argument("--save-params", dest="save_params", action="store_true", default=None,
-                        help="write each peer's final parameters to OUT/params/")
-    parser.add_argument("--set", dest="set_values", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="set any config key; VALUE is TOML, a bare word is a string "
-                             "(docs/config.md), e.g. --set 'model_options={hidden=[256]}'")
+        if key in exclude or (key in PEER_KEYS and peers is None):
+            continue
+        group = peers if key in PEER_KEYS else run
+        group.add_argument(flag, dest=key, type=typ, default=None,
+                           metavar=_METAVARS.get(key),
+                           help=FlagHelp(help_.replace("%", "%%"),
+                                         _default_text(key, command), choices.get(key)))
+    run.add_argument("--save-params", dest="save_params", action="store_true", default=None,
+                     help="write each peer's final parameters to OUT/params/ (default: off"
+                          + ("; gossip launch always does)" if command == "launch" else ")"))
+    run.add_argument("--set", dest="set_values", action="append", default=[],
+                     metavar="KEY=VALUE",
+                     help="set any config key; VALUE is TOML, a bare word is a string "
+                          "(docs/config.md), e.g. --set 'model_options={hidden=[256]}' "
+                          "(repeatable)")
 
 
 def parse_value(text: str) -> Any:
@@ -200,13 +271,20 @@ def parse_value(text: str) -> Any:
       ``{hidden = [256]}``;
     - a number as Python writes it that TOML does not (``.5``, ``5.``, ``007``): int or float;
     - anything else is the text itself, a string (``ring``, ``edges.txt``).
+
+    Raises:
+        ConfigError: text that starts like a TOML array, table or quoted string (``[``,
+            ``{``, ``"``, ``'``) but is not valid TOML: the parse error, not a string.
     """
     text = text.strip()
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     try:
         doc = tomllib.loads(f"v = {text}")
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as e:
+        if text[:1] in ("[", "{", '"', "'"):
+            reason = str(e).split(" (at ")[0]
+            raise ConfigError(f"{text!r} is not a valid TOML value: {reason}") from None
         doc = {}
     if list(doc) == ["v"]:
         return doc["v"]
@@ -234,7 +312,10 @@ def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}: not of the form "
                               "key=value")
-        values[key.strip()] = parse_value(raw)
+        try:
+            values[key.strip()] = parse_value(raw)
+        except ConfigError as e:
+            raise ConfigError(f"{flag} {key.strip()}: {e}") from None
     return values
 
 

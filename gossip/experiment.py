@@ -16,13 +16,13 @@ import numpy as np
 import optax
 
 from gossip.config import Config
-from gossip.data import Dataset, dataset_partition, load_dataset
+from gossip.data import DATASETS, SCHEMES, Dataset, dataset_partition, load_dataset
 from gossip.evaluate import matching_optimum
-from gossip.models import Model, make_model
-from gossip.optim import make_optimizer
-from gossip.rules import DEFAULT_WEIGHTS, GossipRule, check_weights, make_rule
+from gossip.models import MODELS, Model, make_model
+from gossip.optim import OPTIMIZERS, make_optimizer
+from gossip.rules import DEFAULT_WEIGHTS, RULES, GossipRule, check_weights, make_rule
 from gossip.sim.simulator import PeerData
-from gossip.topology import Topology, make_topology
+from gossip.topology import TOPOLOGIES, WEIGHTS, Topology, make_topology
 from gossip.training import init_key_for
 
 Params = Any
@@ -56,6 +56,13 @@ def topology_weights(config: Config) -> str | None:
     if config.weights != "default":
         return config.weights
     return DEFAULT_WEIGHTS.get(config.rule)
+
+
+def config_choices() -> dict[str, list[str]]:
+    """The valid values of every config key that names something (for ``--help``)."""
+    return {"topology": list(TOPOLOGIES), "weights": ["default", *WEIGHTS],
+            "rule": list(RULES), "dataset": list(DATASETS), "model": list(MODELS),
+            "optimizer": list(OPTIMIZERS), "partition": list(SCHEMES)}
 
 
 def build_experiment(config: Config) -> Experiment:

@@ -22,6 +22,8 @@ from gossip.experiment import (
     model_optimum,
     stack_shards,
 )
+from gossip.outputs import make_out, with_out
+from gossip.plots import write_run_curves
 from gossip.pytree import save_npz, tree_nbytes
 from gossip.sim.sharding import peer_sharding, shard_peers
 from gossip.sim.simulator import DEFAULT_PEER_CHUNK, make_simulator
@@ -125,22 +127,28 @@ def save_peer_params(params: Any, out_dir: Path) -> None:
         save_npz(out_dir / "params" / f"peer-{i:04d}.npz", peer)
 
 
-def run_simulation(config: Config, progress: bool = True) -> dict[str, Any]:
+def run_simulation(config: Config, progress: bool = True, plot: bool = True) -> dict[str, Any]:
     """``gossip sim``: builds the experiment (all validation first), then runs and writes it.
 
-    Writes ``OUT/config.toml``, ``OUT/metrics.jsonl`` and, with ``save_params``,
-    ``OUT/params/peer-XXXX.npz``. Nothing is written when the config is invalid.
+    Writes ``OUT/config.toml``, ``OUT/metrics.jsonl``, ``OUT/curves.png`` (unless ``plot`` is
+    false, or matplotlib is missing: then one line says so) and, with ``save_params``,
+    ``OUT/params/peer-XXXX.npz``. OUT is ``config.out``, or a new directory
+    ``runs/sim-YYYYmmdd-HHMMSS`` when it is empty (``gossip.outputs``). Nothing is written
+    when the config is invalid.
 
     Returns:
         The last metrics record.
     """
+    config = with_out(config, "sim")
     exp = build_experiment(config)
-    out_dir = Path(config.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_out(Path(config.out))
     (out_dir / "config.toml").write_text(config.to_toml())
     record, params = simulate(exp, out_dir, progress)
     if config.save_params:
         save_peer_params(params, out_dir)
+    curves = write_run_curves(out_dir) if plot else None
     print(summary_table(record, exp.model.metric_name))
     print(f"metrics: {out_dir / 'metrics.jsonl'}")
+    if curves:
+        print(f"curves: {curves}")
     return record

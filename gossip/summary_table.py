@@ -28,9 +28,13 @@ def human_bytes(n: float | None, spec: str = ".1f") -> str:
 
 
 def summary_table(record: dict[str, Any], metric_name: str) -> str:
-    """A short text table of a run's final metrics."""
+    """A short text table of a run's final metrics; a launched run's starts with how many of
+    its peers finished (``peers_finished`` of ``peers``)."""
     short = METRIC_SHORT[metric_name]
     rows = [
+        *([("peers finished", f"{record['peers_finished']} of {record['peers']}"
+            + ("" if record["peers_finished"] == record["peers"] else "  (see the lines above)"))]
+          if "peers_finished" in record and "peers" in record else []),
         ("rounds", str(record["round"])),
         (f"average-model test {metric_name}", f"{record[f'avg_model_{short}']:.4f}"),
         (f"local-model test {metric_name} mean",

@@ -8,7 +8,13 @@ from typing import Any
 
 from gossip.config import parse_assignments
 from gossip.config import parse_value as parse_value  # the option values' rules
-from gossip.topology import TOPOLOGIES, average_slem, make_topology, rounds_to_consensus
+from gossip.topology import (
+    TOPOLOGIES,
+    average_slem,
+    gap_of,
+    make_topology,
+    rounds_to_consensus,
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -53,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         "n": topo.n,
         "in_neighbours": topo.k,
         "slem": s,
-        "spectral_gap": 1.0 - s,
+        "spectral_gap": gap_of(s),
         "rounds_to_consensus": rounds_to_consensus(topo),
     }
     if args.json:
@@ -63,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     rows = [("topology", f"{topo.name} ({kind}, {topo.weights} weights)"),
             ("n", str(topo.n)), ("in_neighbours", str(topo.k)),
             ("slem" + (" (per-round average)" if topo.time_varying else ""), f"{s:.6g}"),
-            ("spectral_gap", f"{1.0 - s:.6g}"),
+            ("spectral_gap", f"{report['spectral_gap']:.6g}"),
             ("rounds_to_consensus", str(report["rounds_to_consensus"]))]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:

@@ -25,7 +25,7 @@ def test_ipv6_literal():
     ("tcp://a:1\nhttp://b:2\n", "line 2: 'http://b:2' is not an address"),
     ("tcp://a:1\ntcp://b:70000\n", "line 2: 'tcp://b:70000' is not an address"),
     ("tcp://a:1\ntcp://a:1\n", "peers 0 and 1 have the same address tcp://a:1"),
-    ("tcp://a:1\n", "has 1 address(es); a run needs at least 2"),
+    ("tcp://a:1\n", "has 1 address(es); peers must be >= 2"),
 ])
 def test_bad_files_name_the_line(tmp_path, text, error):
     f = tmp_path / "peers.txt"

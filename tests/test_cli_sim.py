@@ -12,7 +12,7 @@ from gossip.config import Config, resolve
 from gossip.experiment import build_experiment
 from gossip.simulate import simulate
 
-SMALL = ["--peers", "4", "--rounds", "4", "--eval-every", "2", "--no-progress",
+SMALL = ["--peers", "4", "--rounds", "4", "--eval-every", "2", "--no-progress", "--no-plot",
          "--set", "model_options={hidden=[16]}"]
 
 

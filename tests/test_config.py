@@ -43,7 +43,7 @@ def test_round_trip_through_toml():
     ({"peers": True}, "config key 'peers' must be int"),
     ({"save_params": 1}, "config key 'save_params' must be bool"),
     ({"model_options": 3}, "config key 'model_options' must be dict"),
-    ({"peers": 0}, "peers must be >= 1, got 0"),
+    ({"peers": 0}, "peers must be >= 2, got 0"),
     ({"alpha": 0.0}, "alpha must be > 0, got 0.0"),
     ({"alpha": -1}, "alpha must be > 0, got -1.0"),
     ({"batch_size": -1}, r"batch_size must be >= 0 \(0: the whole shard every step\), got -1"),

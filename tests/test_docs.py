@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from markdown_blocks import RUN_MARK, blocks, script
 
 ROOT = Path(__file__).resolve().parent.parent

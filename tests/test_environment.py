@@ -126,7 +126,7 @@ def test_sruns_own_pmi2_is_slurm():
     ({**SRUN, "SLURM_LOCALID": "x"}, "SLURM_LOCALID='x' is not an integer"),
     ({**OMPI, "OMPI_COMM_WORLD_RANK": "8"}, "OMPI_COMM_WORLD_RANK='8' is outside 0..7"),
     ({**OMPI, "OMPI_COMM_WORLD_SIZE": "0", "OMPI_COMM_WORLD_RANK": "0"},
-     "OMPI_COMM_WORLD_SIZE='0' must be at least 1"),
+     "OMPI_COMM_WORLD_SIZE='0' must be >= 1"),
     ({**HYDRA, "PMI_RANK": "2.0"}, "PMI_RANK='2.0' is not an integer"),
     ({**TORCHRUN, "WORLD_SIZE": " 8"}, "WORLD_SIZE=' 8' is not an integer"),
     ({**SRUN, "SLURM_STEP_NODELIST": "node[1-"},

@@ -48,7 +48,7 @@ def test_hostfile_slots_comments_and_blank_lines():
 
 @pytest.mark.parametrize(("line", "message"), [
     ("a slots=two", "H line 2: expected 'slots=K' after the host, got 'slots=two'"),
-    ("a slots=0", "H line 2: slots must be at least 1, got 0"),
+    ("a slots=0", "H line 2: slots must be >= 1, got 0"),
     ("a slots=2 gpus=1", "H line 2: expected 'HOST' or 'HOST slots=K'"),
     ("a cpus=2", "H line 2: expected 'slots=K' after the host, got 'cpus=2'"),
     ("-oProxyCommand=x", "H line 2: '-oProxyCommand=x' is not a host name or address"),

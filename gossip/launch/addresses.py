@@ -61,7 +61,7 @@ def parse_peers(spec: str) -> list[str]:
         seen[a] = i
     if len(addresses) < 2:
         raise ConfigError(f"the peer list {spec!r} has {len(addresses)} address(es); "
-                          "a run needs at least 2")
+                          "peers must be >= 2")
     return addresses
 
 

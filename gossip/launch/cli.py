@@ -9,12 +9,14 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from gossip.config import add_config_flags, config_from_args
 from gossip.launch import ssh as ssh_launch
 from gossip.launch.addresses import PORT_BASE
+from gossip.outputs import with_out
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -53,7 +55,7 @@ def run_peer_command(args: argparse.Namespace) -> int:
 
     peer_id, addresses = peer_identity(args.id, args.peer_list, args.port_base)
     bind = check_address(args.bind, "--bind") if args.bind else None
-    config = config_from_args(args, fixed={"peers": len(addresses)})
+    config = with_out(config_from_args(args, fixed={"peers": len(addresses)}), "peer")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format=f"gossip peer {peer_id}: %(levelname)s %(message)s")
     try:  # before the data is loaded: a bad key directory fails at once
@@ -95,18 +97,27 @@ def run_launch_command(args: argparse.Namespace) -> int:
     if args.hostfile:
         return ssh_launch.run_hostfile_command(args)
     ssh_launch.refuse_ssh_flags(args)
-    config = config_from_args(args, fixed={"peers": args.local})
+    config = with_out(config_from_args(args, fixed={"peers": args.local}), "launch")
     return launch_local(config, progress=not args.no_progress, log_level=args.log_level,
-                        keys=args.keys)
+                        keys=args.keys, plot=not args.no_plot)
 
 
-def add_parsers(sub: Any) -> None:
-    """Registers ``peer`` and ``launch`` on the ``gossip`` subcommand parsers."""
+def add_parsers(sub: Any, choices: Mapping[str, Callable[[], Iterable[str]]] | None = None,
+                epilog: str | None = None) -> None:
+    """Registers ``peer`` and ``launch`` on the ``gossip`` subcommand parsers.
+
+    Args:
+        sub: the subcommand parsers.
+        choices: config key -> a function listing its valid values, for ``--help``.
+        epilog: the text after each command's help.
+    """
     peer = sub.add_parser(
         "peer", help="run one real peer process (ZeroMQ)",
         description="Run peer ID of a decentralized run: bind its address from the peer "
         "list, train on the shard the simulator would give it, exchange messages with its "
-        "neighbours every round, write OUT/peer-XXXX.jsonl.")
+        "neighbours every round, write OUT/peer-XXXX.jsonl. Every peer of a run needs its "
+        "own process (gossip launch starts them for you). See docs/peers.md.",
+        epilog=epilog)
     peer.add_argument("--id", type=int,
                       help="this peer's id (line of PEERS); default: the rank that srun, "
                            "mpirun or torchrun gave this process")
@@ -127,8 +138,10 @@ def add_parsers(sub: Any) -> None:
     peer.add_argument("--resume", action="store_true",
                       help="continue from OUT/checkpoints/peer-XXXX.npz (from round 0 if "
                            "there is none), catching up with the neighbours")
-    add_config_flags(peer, exclude=("peers",))
-    peer.add_argument("--log-level", choices=LOG_LEVELS, default="warning")
+    add_config_flags(peer, exclude=("peers",), command="peer", real_peers=True,
+                     choices=choices)
+    peer.add_argument("--log-level", choices=LOG_LEVELS, default="warning",
+                      help="log level (default: warning); the log goes to stderr")
     peer.add_argument("--stream-metrics", action="store_true",
                       help="also print each round's metrics record as a JSON line on stdout")
     peer.add_argument("--watch-stdin", action="store_true",
@@ -140,16 +153,21 @@ def add_parsers(sub: Any) -> None:
         "launch", help="start real peer processes, here or on other machines over ssh",
         description="Start N peers on free loopback ports (--local N) or on the hosts of a "
         "hostfile over ssh (--hostfile HOSTS), follow them with one progress bar, and print "
-        "the same summary as `gossip sim`.")
+        "the same summary as `gossip sim`; their logs go to OUT/logs/. See docs/peers.md and "
+        "docs/multihost.md.", epilog=epilog)
     where = launch.add_mutually_exclusive_group(required=True)
     where.add_argument("--local", type=int, metavar="N",
                        help="number of peers to start on this machine")
     where.add_argument("--hostfile", metavar="HOSTS",
                        help="file of 'HOST slots=K' lines: start K peers on each HOST over ssh")
-    add_config_flags(launch, exclude=("peers",))
+    add_config_flags(launch, exclude=("peers",), command="launch", real_peers=True,
+                     choices=choices)
     launch.add_argument("--log-level", choices=LOG_LEVELS, default="warning",
-                        help="log level of the peers (their logs go to OUT/logs/)")
+                        help="log level of the peers (default: warning; their logs go to "
+                             "OUT/logs/)")
     launch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    launch.add_argument("--no-plot", action="store_true",
+                        help="do not draw OUT/curves.png (gossip plot draws it later)")
     launch.add_argument("--keys", metavar="DIR|auto",
                         help="encrypt and authenticate the peers' traffic with CurveZMQ, "
                              "with the keys in DIR (`gossip keys`), or fresh ones written to "

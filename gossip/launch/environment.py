@@ -98,7 +98,7 @@ def detect_launch_env(environ: Mapping[str, str] | None = None) -> LaunchEnv | N
             continue
         size = _read_int(env, size_var)
         if size < 1:
-            raise ConfigError(f"{size_var}={env[size_var]!r} must be at least 1")
+            raise ConfigError(f"{size_var}={env[size_var]!r} must be >= 1")
         rank = _read_index(env, rank_var, size_var, size)
         local_var = _first_set(env, local_vars)
         local = None if local_var is None else _read_index(env, local_var, size_var, size)

@@ -58,7 +58,7 @@ def _parse_line(text: str, where: str) -> Host:
             raise ConfigError(f"{where}: expected 'slots=K' after the host, got {options[0]!r}")
         slots = int(m.group(1))
         if slots < 1:
-            raise ConfigError(f"{where}: slots must be at least 1, got {slots}")
+            raise ConfigError(f"{where}: slots must be >= 1, got {slots}")
     return Host(host, slots, where)
 
 
@@ -90,7 +90,7 @@ def parse_hostfile(text: str, source: str = "hostfile") -> list[Host]:
         hosts.append(host)
     total = sum(h.slots for h in hosts)
     if total < 2:
-        raise ConfigError(f"{source} has {total} slot(s); a run needs at least 2")
+        raise ConfigError(f"{source} has {total} slot(s); peers must be >= 2")
     return hosts
 
 

@@ -22,7 +22,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gossip.errors import ConfigError
+from gossip.config import MIN_PEERS
+from gossip.errors import ConfigError, check_int
 from gossip.wire.curve import (
     KeyFileError,
     load_keys,
@@ -32,6 +33,7 @@ from gossip.wire.curve import (
 )
 
 AUTO = "auto"
+
 REMOTE_KEYS = "keys"  # the keys' directory inside the remote run directory
 
 
@@ -92,10 +94,32 @@ def unpack_keys_command(remote_dir: str) -> str:
     return f"mkdir -p {keys} && chmod 700 {keys} && tar -xof - -C {keys}"
 
 
+def git_worktree(path: Path) -> Path | None:
+    """The root of the git working tree that holds ``path`` (which need not exist yet), or
+    None. Found by looking for ``.git`` in ``path`` and every folder above it."""
+    for folder in (path.resolve(), *path.resolve().parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
 def run_keys_command(args: argparse.Namespace) -> int:
-    """``gossip keys --peers N --out DIR [--force]``."""
+    """``gossip keys --peers N --out DIR [--force]``.
+
+    Refuses a directory inside a git working tree (secret keys must not be committed)
+    unless ``--force``; the secret files get mode 0600, the directory 0700 when created.
+    """
+    out = Path(args.out)
+    check_int("--peers", args.peers, MIN_PEERS)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a directory")
+    tree = git_worktree(out)
+    if tree is not None and not args.force:
+        raise ConfigError(f"--out {out} is inside the git working tree {tree}, where secret "
+                          "keys can end up in a commit; write them outside it (e.g. "
+                          "~/.gossip/keys/RUN) or pass --force")
     try:
-        write_keys(Path(args.out), args.peers, force=args.force)
+        write_keys(out, args.peers, force=args.force)
     except KeyFileError as e:
         raise ConfigError(str(e)) from None
     print(f"gossip keys: {args.peers} key pairs in {args.out} (peer-XXXX.key public, "
@@ -108,9 +132,13 @@ def add_parser(sub: Any) -> None:
     keys = sub.add_parser(
         "keys", help="make CURVE key pairs for the peers of a run (encryption, authentication)",
         description="Write one CurveZMQ key pair per peer: DIR/peer-XXXX.key (public) and "
-        "DIR/peer-XXXX.key_secret (secret, mode 0600). Give the directory to `gossip peer "
-        "--keys DIR` or `gossip launch --keys DIR`.")
-    keys.add_argument("--peers", type=int, required=True, metavar="N", help="number of peers")
-    keys.add_argument("--out", required=True, metavar="DIR", help="directory to write them to")
-    keys.add_argument("--force", action="store_true", help="overwrite existing keys")
+        "DIR/peer-XXXX.key_secret (secret, mode 0600; DIR mode 0700 when created). Give the "
+        "directory to `gossip peer --keys DIR` or `gossip launch --keys DIR`. Keep DIR out "
+        "of any git working tree, e.g. ~/.gossip/keys/RUN (docs/multihost.md).")
+    keys.add_argument("--peers", type=int, required=True, metavar="N",
+                      help=f"number of peers (>= {MIN_PEERS})")
+    keys.add_argument("--out", required=True, metavar="DIR",
+                      help="directory to write them to (outside any git working tree)")
+    keys.add_argument("--force", action="store_true",
+                      help="overwrite existing keys, and write inside a git working tree")
     keys.set_defaults(func=run_keys_command)

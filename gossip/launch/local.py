@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from gossip.config import Config
 from gossip.launch.keys import launch_keys
+from gossip.outputs import make_out
 
 GRACE_S = 5.0
 POLL_S = 0.2
@@ -127,12 +128,25 @@ def terminate(children: list[Child], patience: float = 0.0) -> None:
             c.proc.wait()
 
 
-def prepare_out(out: Path) -> None:
-    """Creates ``out/logs`` and removes the peer files of an earlier run in ``out``."""
-    (out / "logs").mkdir(parents=True, exist_ok=True)
+def prepare_out(out: Path, n: int | None = None) -> None:
+    """Creates ``out/logs``, removes the peer files of an earlier run in ``out``, and says
+    (on stderr, before any peer starts) where the run's files and the peers' logs go.
+
+    Args:
+        out: the run directory.
+        n: the number of peers, for the message.
+
+    Raises:
+        ConfigError: ``out`` cannot be created (one line).
+    """
+    make_out(out / "logs")
     for old in (*out.glob("peer-*.jsonl"), *out.glob("params/peer-*.npz"),
-                *out.glob("checkpoints/peer-*.npz")):
+                *out.glob("checkpoints/peer-*.npz"), *out.glob("curves.png")):
         old.unlink()
+    count = f"{n} peers" if n else "the peers"
+    print(f"gossip launch: starting {count}; run directory {out}, their logs in "
+          f"{out / 'logs'}/peer-XXXX.log (the progress bar moves once they finish a round)",
+          file=sys.stderr, flush=True)
 
 
 def supervise(n: int, rounds: int, progress: bool, start: Callable[[list[Child]], None],
@@ -179,8 +193,10 @@ def supervise(n: int, rounds: int, progress: bool, start: Callable[[list[Child]]
     return status, children
 
 
-def report(status: int, children: list[Child], exp: Any, out: Path, wall_time: float) -> int:
-    """Prints how the run ended and, unless it was stopped, the summary of its parameters.
+def report(status: int, children: list[Child], exp: Any, out: Path, wall_time: float,
+           plot: bool = True) -> int:
+    """Prints how the run ended and, unless it was stopped, the summary of its parameters
+    (and draws ``OUT/curves.png`` when ``plot``).
 
     Returns:
         The launcher's exit status: ``status`` when stopped, else 1 when a peer failed, else 0.
@@ -193,7 +209,7 @@ def report(status: int, children: list[Child], exp: Any, out: Path, wall_time: f
         print(c.failure(), file=sys.stderr)
     from gossip.launch.results import summarise_run
 
-    summarise_run(exp, out, wall_time)
+    summarise_run(exp, out, wall_time, plot=plot)
     return 1 if failed else 0
 
 
@@ -229,7 +245,7 @@ def peer_command(peer: int, out: Path, log_level: str, keys: Path | None = None)
 
 
 def launch_local(config: Config, progress: bool = True, log_level: str = "warning",
-                 keys: str | None = None) -> int:
+                 keys: str | None = None, plot: bool = True) -> int:
     """Runs ``config.peers`` peers on this machine; see the module docstring.
 
     Args:
@@ -238,6 +254,7 @@ def launch_local(config: Config, progress: bool = True, log_level: str = "warnin
         log_level: the peers' log level.
         keys: ``--keys``: a directory of CURVE keys, or ``"auto"`` (fresh ones in
             ``OUT/keys``); None: no encryption (:func:`gossip.launch.keys.launch_keys`).
+        plot: draw ``OUT/curves.png`` at the end.
 
     Returns:
         The exit status: 0 when every peer finished, 1 when one failed, 130/143 when stopped
@@ -247,7 +264,7 @@ def launch_local(config: Config, progress: bool = True, log_level: str = "warnin
 
     exp = build_experiment(config)
     n, out = config.peers, Path(config.out)
-    prepare_out(out)
+    prepare_out(out, n)
     keys_dir = launch_keys(keys, out, n) if keys else None
     addresses = [f"tcp://127.0.0.1:{p}" for p in free_ports(n)]
     (out / "peers.txt").write_text("".join(a + "\n" for a in addresses))
@@ -265,4 +282,4 @@ def launch_local(config: Config, progress: bool = True, log_level: str = "warnin
 
     begin = time.perf_counter()
     status, children = supervise(n, config.rounds, progress, start, _MetricsFiles(out))
-    return report(status, children, exp, out, time.perf_counter() - begin)
+    return report(status, children, exp, out, time.perf_counter() - begin, plot=plot)

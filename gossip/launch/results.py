@@ -19,6 +19,7 @@ import numpy as np
 
 from gossip.evaluate import evaluation_record, make_evaluator, matching_optimum
 from gossip.peer.inbox import Counters
+from gossip.plots import write_run_curves
 from gossip.pytree import load_npz
 from gossip.summary_table import METRIC_SHORT, summary_table
 
@@ -37,13 +38,16 @@ def last_record(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def summarise_run(exp: Any, out: Path, wall_time: float) -> dict[str, Any] | None:
-    """Evaluates the final parameters in ``out/params`` and writes ``out/metrics.jsonl``.
+def summarise_run(exp: Any, out: Path, wall_time: float,
+                  plot: bool = True) -> dict[str, Any] | None:
+    """Evaluates the final parameters in ``out/params``, writes ``out/metrics.jsonl`` (and
+    ``out/curves.png`` when ``plot``), and prints the summary table.
 
     Args:
         exp: the run's ``gossip.experiment.Experiment``.
         out: the run's output directory.
         wall_time: seconds the run took.
+        plot: draw the run's curves.
 
     Returns:
         The summary record, or None when no peer left parameters.
@@ -68,11 +72,15 @@ def summarise_run(exp: Any, out: Path, wall_time: float) -> dict[str, Any] | Non
         "time": round(wall_time, 4),
         "loss": float(np.mean([r["loss"] for r in records])) if records else float("nan"),
         **evaluation_record(ev, short),
+        "peers": cfg.peers,
         "peers_finished": len(peers),
     }
     for key in Counters.__dataclass_fields__:
         record[key] = int(sum(r.get(key, 0) for r in records))
     (out / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    curves = write_run_curves(out) if plot else None
     print(summary_table(record, exp.model.metric_name))
     print(f"metrics: {out / 'metrics.jsonl'} and {out}/peer-XXXX.jsonl")
+    if curves:
+        print(f"curves: {curves}")
     return record

@@ -57,6 +57,7 @@ from gossip.launch.local import (
     supervise,
     terminate,
 )
+from gossip.outputs import with_out
 
 FORWARDED_ENV = ("JAX_PLATFORMS", "JAX_ENABLE_X64", "XLA_FLAGS", "OMP_NUM_THREADS",
                  "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
@@ -312,11 +313,11 @@ def check_options(opts: SshOptions) -> str:
 
 
 def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bool = True,
-               log_level: str = "warning", keys: str | None = None) -> int:
+               log_level: str = "warning", keys: str | None = None, plot: bool = True) -> int:
     """Runs ``config.peers`` peers on ``hosts``; see the module docstring.
 
     ``keys`` is ``--keys``: a directory of CURVE keys, or ``"auto"`` (fresh ones in
-    ``OUT/keys``); None: no encryption.
+    ``OUT/keys``); None: no encryption. ``plot``: draw ``OUT/curves.png`` at the end.
 
     Returns:
         The exit status: 0 when every peer finished, 1 when one failed or a host could not
@@ -329,7 +330,7 @@ def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bo
     remote_dir = check_options(opts)
     slots = assign(hosts, opts.port_base)
     out = Path(config.out)
-    prepare_out(out)
+    prepare_out(out, config.peers)
     keys_dir = launch_keys(keys, out, config.peers) if keys else None
     files = {"peers.txt": "".join(s.address + "\n" for s in slots),
              "config.toml": dataclasses.replace(config, out=remote_dir,
@@ -381,7 +382,7 @@ def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bo
         streams.close()
     wall_time = time.perf_counter() - begin
     gather(opts, slots, children, remote_dir, out)
-    return report(status, children, exp, out, wall_time)
+    return report(status, children, exp, out, wall_time, plot=plot)
 
 
 # -- command line ----------------------------------------------------------------------------
@@ -428,6 +429,7 @@ def refuse_ssh_flags(args: argparse.Namespace) -> None:
 def run_hostfile_command(args: argparse.Namespace) -> int:
     """``gossip launch --hostfile HOSTS``."""
     hosts = read_hostfile(args.hostfile)
-    config = config_from_args(args, fixed={"peers": sum(h.slots for h in hosts)})
+    config = with_out(config_from_args(args, fixed={"peers": sum(h.slots for h in hosts)}),
+                      "launch")
     return launch_ssh(config, hosts, options_from_args(args), progress=not args.no_progress,
-                      log_level=args.log_level, keys=args.keys)
+                      log_level=args.log_level, keys=args.keys, plot=not args.no_plot)

@@ -4,7 +4,13 @@ A topology is a deterministic function of ``(n, round, seed)``, computed on the 
 so every peer can compute its own row of W_t from the seed alone.
 """
 
-from gossip.topology.analysis import average_slem, rounds_to_consensus, slem, spectral_gap
+from gossip.topology.analysis import (
+    average_slem,
+    gap_of,
+    rounds_to_consensus,
+    slem,
+    spectral_gap,
+)
 from gossip.topology.base import RoundGraph, Topology
 from gossip.topology.edge_list import EdgeList, read_edge_list
 from gossip.topology.registry import TOPOLOGIES, make_topology
@@ -37,6 +43,7 @@ __all__ = [
     "Topology",
     "Torus",
     "average_slem",
+    "gap_of",
     "make_topology",
     "read_edge_list",
     "rounds_to_consensus",

@@ -26,6 +26,10 @@ def _norm2(a: np.ndarray) -> float:
     return math.sqrt(max(float(top[0]), 0.0))
 
 
+ROUNDING = 1e-9
+"""A spectral gap above ``-ROUNDING`` and below 0 is float rounding of 0 (``gap_of``)."""
+
+
 def slem(w: np.ndarray) -> float:
     """Second largest eigenvalue modulus, ‖W − 11ᵀ/n‖₂ (the spectral norm).
 
@@ -49,9 +53,17 @@ def spectral_gap(w: np.ndarray) -> float:
         w: float (n, n) mixing matrix.
 
     Returns:
-        The spectral gap (larger mixes faster).
+        The spectral gap (larger mixes faster): ``gap_of(slem(w))``.
     """
-    return 1.0 - slem(w)
+    return gap_of(slem(w))
+
+
+def gap_of(s: float) -> float:
+    """``1 - s`` for a SLEM ``s``, with 0 where float rounding alone makes it negative (a SLEM
+    of exactly 1 computed as 1 + 1e-16). A SLEM clearly above 1 (weights that are not doubly
+    stochastic) keeps its negative gap."""
+    gap = 1.0 - s
+    return 0.0 if -ROUNDING < gap < 0.0 else gap
 
 
 def _dist(p: np.ndarray, tol: float) -> tuple[bool, bool]:

@@ -39,7 +39,7 @@ def resolve_weights(weights: str | None, *, default: str, undirected: bool, topo
     if weights is None or weights == "default":
         return default
     if not isinstance(weights, str) or weights not in WEIGHTS:
-        raise unknown("weights", weights, WEIGHTS)
+        raise unknown("weights", weights, ("default", *WEIGHTS))
     if weights == "metropolis" and not undirected:
         raise ConfigError(f"weights 'metropolis' need an undirected graph, but topology "
                           f"{topology!r} is directed; valid choices here: push, uniform")

@@ -84,7 +84,7 @@ def write_keys(keys_dir: Path, n_peers: int, force: bool = False) -> list[Path]:
     """
     check_curve()
     if n_peers < 1:
-        raise KeyFileError(f"--peers must be at least 1, got {n_peers}")
+        raise KeyFileError(f"--peers must be >= 1, got {n_peers}")
     keys_dir = Path(keys_dir)
     paths = [p for i in range(n_peers) for p in (public_path(keys_dir, i),
                                                  secret_path(keys_dir, i))]
