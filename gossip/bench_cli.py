@@ -32,7 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     topo.add_argument("--quick", action="store_true",
                       help="the quick preset (n=16, one task, one seed; about a minute)")
     topo.add_argument("--config", metavar="FILE",
-                      help="TOML file overriding keys of the preset (see docs/benchmarks.md)")
+                      help="TOML file overriding keys of the preset (see docs/benchmarks.md; "
+                           "default: the preset as it is)")
     topo.add_argument("--out", required=True, metavar="DIR", help="output directory")
     topo.add_argument("--report-only", action="store_true",
                       help="run nothing: rebuild targets, report and plots from OUT/results.json")

@@ -258,7 +258,7 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] =
                      metavar="KEY=VALUE",
                      help="set any config key; VALUE is TOML, a bare word is a string "
                           "(docs/config.md), e.g. --set 'model_options={hidden=[256]}' "
-                          "(repeatable)")
+                          "(repeatable; default: none)")
 
 
 def parse_value(text: str) -> Any:

@@ -37,7 +37,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--weights", default=None,
                         help="uniform, metropolis, push or default (default: per topology)")
     parser.add_argument("--option", "-o", action="append", metavar="KEY=VALUE",
-                        help="topology option, e.g. p=0.3 or path=edges.txt (repeatable); VALUE "
+                        help="topology option, e.g. p=0.3 or path=edges.txt (repeatable; default: "
+                             "the topology's defaults, docs/topologies.md); VALUE "
                              "as for --set (docs/config.md)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser

@@ -42,6 +42,27 @@ def test_gossip_keys_writes_one_pair_per_peer_and_refuses_to_overwrite(tmp_path,
     assert (out / "peer-0000.key_secret").read_bytes() != secret
 
 
+def test_gossip_keys_refuses_a_git_working_tree_unless_forced(tmp_path, capsys):
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    out = repo / "deep" / "keys"
+    assert main(["keys", "--peers", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"inside the git working tree {repo}" in err
+    assert "--force" in err and not out.exists()
+    assert main(["keys", "--peers", "2", "--out", str(out), "--force"]) == 0
+    assert mode(out / "peer-0001.key_secret") == 0o600 and mode(out) == 0o700
+    capsys.readouterr()
+    (tmp_path / "file").write_text("")
+    for argv, message in ((["--peers", "1", "--out", str(tmp_path / "k")],
+                           "--peers must be >= 2, got 1"),
+                          (["--peers", "2", "--out", str(tmp_path / "file")],
+                           "is a file")):
+        assert main(["keys", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+
+
 def test_loaded_keys_match_and_hide_the_secret(tmp_path):
     write_keys(tmp_path, 3)
     keys = [load_keys(tmp_path, i, 3) for i in range(3)]

@@ -123,18 +123,19 @@ def add_parsers(sub: Any, choices: Mapping[str, Callable[[], Iterable[str]]] | N
                            "mpirun or torchrun gave this process")
     peer.add_argument("--peers", dest="peer_list", metavar="PEERS",
                       help="file with one address per line, or a comma-separated list "
-                           "(tcp://HOST:PORT); line i is peer i. Default under srun: "
-                           "tcp://NODE:PORT from the job's node list")
+                           "(tcp://HOST:PORT); line i is peer i (default under srun: "
+                           "tcp://NODE:PORT from the job's node list)")
     peer.add_argument("--port-base", type=int, default=PORT_BASE, metavar="PORT",
                       help="without --peers under srun: the k-th peer on a node listens on "
-                           f"PORT+k (default {PORT_BASE})")
+                           f"PORT+k (default: {PORT_BASE})")
     peer.add_argument("--bind", metavar="ADDR",
-                      help="address to bind instead of this peer's entry in PEERS "
-                           "(e.g. tcp://0.0.0.0:7100)")
+                      help="address to bind, e.g. tcp://0.0.0.0:7100 (default: this "
+                           "peer's entry in PEERS)")
     peer.add_argument("--keys", metavar="DIR",
                       help="encrypt and authenticate with CurveZMQ: DIR holds this peer's "
                            "peer-XXXX.key_secret and every peer's peer-XXXX.key (made by "
-                           "`gossip keys`); every peer of the run must use keys, or none")
+                           "`gossip keys`); every peer of the run must use keys, or none "
+                           "(default: none, plain TCP)")
     peer.add_argument("--resume", action="store_true",
                       help="continue from OUT/checkpoints/peer-XXXX.npz (from round 0 if "
                            "there is none), catching up with the neighbours")
@@ -172,6 +173,6 @@ def add_parsers(sub: Any, choices: Mapping[str, Callable[[], Iterable[str]]] | N
                         help="encrypt and authenticate the peers' traffic with CurveZMQ, "
                              "with the keys in DIR (`gossip keys`), or fresh ones written to "
                              "OUT/keys (auto); with --hostfile each host gets the public keys "
-                             "and its own peers' secret keys")
+                             "and its own peers' secret keys (default: none, plain TCP)")
     ssh_launch.add_flags(launch)
     launch.set_defaults(func=run_launch_command)

@@ -393,18 +393,19 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("with --hostfile (peers on other machines, over ssh)")
     group.add_argument("--port-base", type=int, metavar="PORT",
                        help="port of the first peer on each host; the j-th uses PORT+j "
-                            f"(default {PORT_BASE})")
+                            f"(default: {PORT_BASE})")
     group.add_argument("--remote-dir", metavar="DIR",
                        help="absolute run directory on every host "
                             "(default /tmp/gossip-<8 random hex digits>)")
     group.add_argument("--ssh", metavar="CMD", help="the ssh program (default ssh)")
     group.add_argument("--ssh-option", action="append", metavar="OPT",
-                       help="passed to ssh as -o OPT (repeatable)")
+                       help="passed to ssh as -o OPT (repeatable; default: none)")
     group.add_argument("--remote-gossip", metavar="CMD",
                        help="how gossip is started on the hosts (default gossip), e.g. "
                             "'/opt/venv/bin/python -m gossip'")
     group.add_argument("--env", action="append", metavar="NAME[=VALUE]",
-                       help="also pass this variable to the peers (repeatable)")
+                       help="also pass this variable to the peers (repeatable; default: "
+                            "only the JAX and thread variables, see docs/multihost.md)")
 
 
 def options_from_args(args: argparse.Namespace) -> SshOptions:
