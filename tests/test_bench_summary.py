@@ -63,3 +63,15 @@ def test_rank_correlation():
     assert rank_correlation([1, 2, 3], [3, 2, 1]) == pytest.approx(-1)
     assert rank_correlation([1, 2], [1, 2]) is None
     assert math.isclose(rank_correlation([1, 1, 2, 3], [1, 1, 2, 3]), 1)
+
+
+def test_findings_write_ties_once():
+    from gossip.bench.report import _count_phrase
+
+    every = "ring = torus = exponential = complete"
+    assert _count_phrase({1: every, 2: "complete"}) == (
+        "complete in 2 of 2 (in 1 of them tied with ring, torus, exponential)")
+    assert _count_phrase({1: "ring", 2: "torus = exponential"}) == (
+        "ring in 1 of 2, torus in 1 of 2 (tied with exponential)")
+    assert _count_phrase({1: "ring", 2: None, 3: "ring = star"}) == (
+        "ring in 2 of 3 (in 1 of them tied with star), no topology in 1 of 3")

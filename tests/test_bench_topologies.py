@@ -1,6 +1,7 @@
 """``gossip bench topologies``: a tiny --quick run end to end, its files, schema and errors."""
 
 import json
+import struct
 
 import pytest
 
@@ -78,6 +79,8 @@ def test_quick_tiny_config_writes_results_report_and_plots(tmp_path, capsys):
                  "consensus_distance_pure_gossip"):
         png = out / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        width, _ = struct.unpack(">II", png.read_bytes()[16:24])
+        assert width >= 1200, (name, width)  # full size, not 440 px
         assert f"({name}.png)" in report
 
     # --report-only rebuilds everything from results.json, with new target settings

@@ -1,4 +1,10 @@
-"""The suite's PNG plots (matplotlib, Agg backend), drawn from the results dict only."""
+"""The suite's PNG plots (matplotlib, Agg backend), drawn from the results dict only.
+
+Full size (at least 1200 pixels wide at 100 dpi) with the readable fonts of
+``gossip.plots.pyplot.STYLE``; one legend above the panels, the target line labelled; the
+consensus distance on a log axis clipped to the decades that matter
+(``gossip.plots.log_limits``).
+"""
 
 from __future__ import annotations
 
@@ -8,21 +14,40 @@ from typing import Any
 import numpy as np
 
 from gossip.bench.ranking import Group, group_of, groups
-from gossip.errors import optional_import
+from gossip.plots import log_limits
+from gossip.plots.pyplot import STYLE, load_pyplot
+from gossip.plots.scale import clip_below
+
+DPI = 100
+MIN_WIDTH_IN = 12.0
+PANEL_HEIGHT_IN = 4.6
 
 
 def _pyplot() -> Any:
-    matplotlib = optional_import("matplotlib", "plots", "gossip bench's figures")
-    matplotlib.use("Agg")
-    return optional_import("matplotlib.pyplot", "plots", "gossip bench's figures")
+    return load_pyplot("gossip bench's figures")
+
+
+def _figure(plt: Any, rows: int, cols: int) -> tuple[Any, Any]:
+    width = max(MIN_WIDTH_IN, 6.5 * cols)
+    return plt.subplots(rows, cols, figsize=(width, PANEL_HEIGHT_IN * rows + 0.8),
+                        squeeze=False, layout="constrained")
 
 
 def _grid(plt: Any, gs: list[Group]) -> tuple[Any, dict[Group, Any]]:
     peers = sorted({g[1] for g in gs})
     rows = list(dict.fromkeys((g[0], g[2]) for g in gs))
-    fig, axes = plt.subplots(len(rows), len(peers), figsize=(5.5 * len(peers), 3.6 * len(rows)),
-                             squeeze=False)
+    fig, axes = _figure(plt, len(rows), len(peers))
     return fig, {g: axes[rows.index((g[0], g[2]))][peers.index(g[1])] for g in gs}
+
+
+def _shared_legend(fig: Any, axes: list[Any]) -> None:
+    """One legend above the panels, with every label any panel has (once)."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    fig.legend(list(seen.values()), list(seen), loc="outside upper center",
+               ncol=min(len(seen), 5), frameon=False)
 
 
 def _curves(results: dict[str, Any], g: Group, x_of: Any, y_key: str
@@ -43,48 +68,65 @@ def _metric_plot(results: dict[str, Any], path: Path, x_of: Any, xlabel: str, y_
                  log_x: bool = False, log_y: bool = False, target: bool = True) -> None:
     plt = _pyplot()
     gs = groups(results["runs"])
-    fig, axes = _grid(plt, gs)
     target_of = {(t["task"], t["n"], t["partition"]): t["target"] for t in results["targets"]}
-    for g, ax in axes.items():
-        for topo, (x, y, lo, hi) in _curves(results, g, x_of, y_key).items():
-            (line,) = ax.plot(x, y, label=topo, lw=1.4)
-            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
-        if target:
-            ax.axhline(target_of[g], color="k", ls="--", lw=0.8)
-        ax.set_title(f"{g[0]}, n={g[1]}, {g[2]}", fontsize=9)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(y_key)
-        if log_x:
-            ax.set_xscale("log")
-        if log_y:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    next(iter(axes.values())).legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    with plt.rc_context(STYLE):
+        fig, axes = _grid(plt, gs)
+        for g, ax in axes.items():
+            curves = _curves(results, g, x_of, y_key)
+            limits = log_limits([c[1] for c in curves.values()]) if log_y else None
+            clipped = []
+            for topo, (x, y, lo, hi) in curves.items():
+                if limits:
+                    (y, low), lo, hi = clip_below(y, limits[0]), clip_below(lo, limits[0])[0], \
+                        clip_below(hi, limits[0])[0]
+                    if low:
+                        clipped.append(topo)
+                (line,) = ax.plot(x, y, label=topo, lw=1.6)
+                ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
+            if target:
+                ax.axhline(target_of[g], color="k", ls="--", lw=1.0, label="target")
+                ax.annotate(f"target {target_of[g]:.3f}", (0.01, target_of[g]),
+                            xycoords=("axes fraction", "data"), va="bottom", fontsize=9)
+            ax.set_title(f"{g[0]}, n={g[1]}, {g[2]}")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(y_key)
+            if log_x:
+                ax.set_xscale("log")
+            if log_y:
+                ax.set_yscale("log")
+                if limits:
+                    ax.set_ylim(*limits)
+                if clipped:
+                    ax.text(0.01, 0.02, f"at the bottom edge, below {limits[0]:.0e} (round-off "
+                            f"of 0): {', '.join(clipped)}", transform=ax.transAxes,
+                            fontsize=9, va="bottom")
+            ax.grid(alpha=0.3)
+        _shared_legend(fig, list(axes.values()))
+        fig.savefig(path, dpi=DPI)
+        plt.close(fig)
 
 
 def _gossip_plot(results: dict[str, Any], path: Path) -> None:
     plt = _pyplot()
     peers = sorted({c["n"] for c in results["consensus"]})
-    fig, axes = plt.subplots(1, len(peers), figsize=(5.5 * len(peers), 3.8), squeeze=False)
-    for ax, n in zip(axes[0], peers, strict=True):
-        for c in results["consensus"]:
-            if c["n"] != n:
-                continue
-            d = np.maximum(np.asarray(c["distances"]), 1e-30)
-            ax.plot(np.arange(len(d)), d, label=f"{c['topology']} (SLEM {c['slem']:.3f})", lw=1.4)
-        ax.set_yscale("log")
-        ax.set_ylim(1e-30, 2)
-        ax.set_title(f"pure gossip, n={n}", fontsize=9)
-        ax.set_xlabel("round")
-        ax.set_ylabel("consensus distance D_t / D_0")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    with plt.rc_context(STYLE):
+        fig, axes = _figure(plt, 1, len(peers))
+        for ax, n in zip(axes[0], peers, strict=True):
+            for c in results["consensus"]:
+                if c["n"] != n:
+                    continue
+                d = np.maximum(np.asarray(c["distances"]), 1e-30)
+                ax.plot(np.arange(len(d)), d, label=f"{c['topology']} (SLEM {c['slem']:.3f})",
+                        lw=1.6)
+            ax.set_yscale("log")
+            ax.set_ylim(1e-30, 2)
+            ax.set_title(f"pure gossip, n={n}")
+            ax.set_xlabel("round")
+            ax.set_ylabel("consensus distance D_t / D_0")
+            ax.grid(alpha=0.3)
+            ax.legend(ncol=2)  # the SLEM in the labels differs with n: one legend per panel
+        fig.savefig(path, dpi=DPI)
+        plt.close(fig)
 
 
 def write_plots(results: dict[str, Any], out_dir: Path) -> list[str]:

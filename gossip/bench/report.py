@@ -63,11 +63,37 @@ def _label(g: Group) -> str:
 
 
 def _count_phrase(w: dict[Group, str | None]) -> str:
-    counts: dict[str, int] = {}
-    for t in w.values():
-        counts[t or "no topology"] = counts.get(t or "no topology", 0) + 1
-    parts = sorted(counts.items(), key=lambda kv: -kv[1])
-    return ", ".join(f"{t} in {c} of {len(w)}" for t, c in parts)
+    """How often each topology wins, ties written once: ``complete in 2 of 2 (in 1 of them
+    tied with ring, torus)``.
+
+    Topologies are named in order of their wins (co-wins count); one whose every win is
+    shared with a topology named before it appears only in that one's "tied with" list.
+    """
+    total = len(w)
+    sets = {g: t.split(" = ") if t else [] for g, t in w.items()}
+    wins: dict[str, list[Group]] = {}
+    for g, names in sets.items():
+        for t in names:
+            wins.setdefault(t, []).append(g)
+    order = sorted(wins, key=lambda t: -len(wins[t]))  # stable: the suite's order on ties
+    named: list[str] = []
+    parts = []
+    for t in order:
+        if all(any(o in named for o in sets[g]) for g in wins[t]):
+            continue  # every win shared with a topology already named: in its tie list
+        named.append(t)
+        tied = [g for g in wins[t] if len(sets[g]) > 1]
+        partners = list(dict.fromkeys(o for g in tied for o in sets[g]
+                                      if o != t and o not in named))
+        text = f"{t} in {len(wins[t])} of {total}"
+        if partners:
+            which = "" if len(tied) == len(wins[t]) else f"in {len(tied)} of them "
+            text += f" ({which}tied with {', '.join(partners)})"
+        parts.append(text)
+    nobody = sum(1 for names in sets.values() if not names)
+    if nobody:
+        parts.append(f"no topology in {nobody} of {total}")
+    return ", ".join(parts)
 
 
 def findings(results: dict[str, Any]) -> list[str]:

@@ -47,10 +47,7 @@ def plain_text(markdown: str) -> str:
     for line in markdown.splitlines():
         line = line.rstrip()
         speaker = _SPEAKER.match(line)
-        if speaker:
-            line = speaker[1].strip() + ":"
-        else:
-            line = _HEADING.sub("", line)
+        line = speaker[1].strip() + ":" if speaker else _HEADING.sub("", line)
         lines.append(line.replace("*", "").replace("_", "").replace("\\", ""))
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
 
