@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -128,19 +129,32 @@ def save_peer_params(params: Any, out_dir: Path) -> None:
 
 
 def run_simulation(config: Config, progress: bool = True, plot: bool = True) -> dict[str, Any]:
-    """``gossip sim``: builds the experiment (all validation first), then runs and writes it.
-
-    Writes ``OUT/config.toml``, ``OUT/metrics.jsonl``, ``OUT/curves.png`` (unless ``plot`` is
-    false, or matplotlib is missing: then one line says so) and, with ``save_params``,
-    ``OUT/params/peer-XXXX.npz``. OUT is ``config.out``, or a new directory
-    ``runs/sim-YYYYmmdd-HHMMSS`` when it is empty (``gossip.outputs``). Nothing is written
-    when the config is invalid.
+    """``gossip sim``: builds the experiment (all validation first), then runs and writes it
+    (:func:`run_experiment`). Nothing is written when the config is invalid.
 
     Returns:
         The last metrics record.
     """
     config = with_out(config, "sim")
-    exp = build_experiment(config)
+    return run_experiment(build_experiment(config), progress=progress, plot=plot)
+
+
+def run_experiment(exp: Experiment, progress: bool = True, plot: bool = True
+                   ) -> dict[str, Any]:
+    """Runs a built experiment as ``gossip sim`` does: files, curves and the summary.
+
+    Writes ``OUT/config.toml``, ``OUT/metrics.jsonl``, ``OUT/curves.png`` (unless ``plot`` is
+    false, or matplotlib is missing: then one line says so) and, with ``save_params``,
+    ``OUT/params/peer-XXXX.npz``; prints the summary table. OUT is ``exp.config.out``, or a
+    new directory ``runs/sim-YYYYmmdd-HHMMSS`` when it is empty (``gossip.outputs``). The
+    experiment may hold pieces of your own (``dataclasses.replace(exp, model=...,
+    topology=...)``, see docs/tutorial.md).
+
+    Returns:
+        The last metrics record.
+    """
+    config = with_out(exp.config, "sim")
+    exp = dataclasses.replace(exp, config=config)
     out_dir = make_out(Path(config.out))
     (out_dir / "config.toml").write_text(config.to_toml())
     record, params = simulate(exp, out_dir, progress)

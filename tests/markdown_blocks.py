@@ -1,6 +1,7 @@
 """The code blocks of a Markdown file, as the docs test runs them.
 
-A block is a fenced block (three backticks and a language). The test runs:
+A block is a fenced block (three backticks and a language; indented in a list item too). The
+test runs:
 
 - every ``python`` block, all blocks of one file in order in one interpreter (a later block
   may use what an earlier one defined), as a reader would paste them;
@@ -20,7 +21,7 @@ import re
 from pathlib import Path
 
 RUN_MARK = "<!-- docs-test: run -->"
-_FENCE = re.compile(r"^```(\w*)\s*$")
+_FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
 _TINY = re.compile(r"^(?P<indent>\s*)(?P<code>.*?)\s+# tiny: (?P<tiny>.*)$")
 
 
@@ -52,20 +53,21 @@ class Block:
 
 
 def blocks(path: Path) -> list[Block]:
-    """Every fenced block of a Markdown file, in order."""
+    """Every fenced block of a Markdown file, in order (``language`` empty for a bare fence)."""
     lines = path.read_text().splitlines()
     found, i = [], 0
     while i < len(lines):
         m = _FENCE.match(lines[i])
-        if not m or not m[1]:
+        if not m:
             i += 1
             continue
-        start = i + 1
+        indent, start = len(m[1]), i + 1
         end = start
         while end < len(lines) and lines[end].strip() != "```":
             end += 1
         run = i > 0 and lines[i - 1].strip() == RUN_MARK
-        found.append(Block(path, start + 1, m[1], "\n".join(lines[start:end]) + "\n", run))
+        code = "\n".join(line[indent:] for line in lines[start:end]) + "\n"
+        found.append(Block(path, start + 1, m[2], code, run))
         i = end + 1
     return found
 

@@ -33,10 +33,25 @@ def build_peer_task(config: Config, peer_id: int) -> PeerTask:
         ConfigError: a bad config (as for ``gossip sim``) or a peer id out of range.
     """
     # The experiment builder pulls in the model zoo, which gossip/ never imports at load time.
-    from gossip.experiment import build_experiment, init_peer_params
+    from gossip.experiment import build_experiment
 
     check_int("peer id", peer_id, 0, config.peers - 1)
-    exp = build_experiment(config)
+    return peer_task_of(build_experiment(config), peer_id)
+
+
+def peer_task_of(exp: Any, peer_id: int) -> PeerTask:
+    """What peer ``peer_id`` of a built experiment trains: the shard, initial parameters and
+    keys the simulator gives that peer. The experiment may hold a model or topology of your
+    own (docs/tutorial.md).
+
+    Args:
+        exp: a ``gossip.experiment.Experiment``.
+        peer_id: the peer, ``0 <= peer_id < exp.config.peers``.
+    """
+    from gossip.experiment import init_peer_params
+
+    config = exp.config
+    check_int("peer id", peer_id, 0, config.peers - 1)
     init_key, train_key = run_keys(config.seed)
     ds, shard = exp.dataset, exp.shards[peer_id]
     params = init_peer_params(exp.model, ds.x_train[:1], init_key, peer_id, config.same_init)
