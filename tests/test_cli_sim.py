@@ -58,6 +58,9 @@ def test_default_ring_of_16_on_iid_digits_reaches_95_percent():
     (["--dataset", "idx", "--set", "dataset_options={path='/nonexistent'}"],
      ["/nonexistent"]),
     (["--config", "/nonexistent/c.toml"], ["/nonexistent/c.toml"]),
+    (["--set", "model_options={hidden=[256"],
+     ["--set model_options", "not a valid TOML value: Unclosed array"]),
+    (["--peers", "1"], ["peers must be >= 2, got 1"]),
 ])
 def test_bad_input_gets_one_clear_line_exit_2_and_no_output(tmp_path, capsys, argv, names):
     out = tmp_path / "run"

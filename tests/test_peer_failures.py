@@ -56,6 +56,9 @@ def test_a_peer_killed_mid_run_is_reported_and_the_others_finish(tmp_path):
     out = (tmp_path / "launch.log").read_text()
     assert "peer 2 failed (exit code -9)" in out
     assert "average-model test accuracy" in out  # summary of the peers that finished
+    assert re.search(r"^peers finished\s+2 of 3  \(see the lines above\)$", out, re.M), out
+    # said before any peer started: where the run and the logs are
+    assert out.index(f"their logs in {tmp_path}/logs/peer-XXXX.log") < out.index("failed")
     assert killed_at < rounds
     for i in (0, 1):
         rec = records(tmp_path / f"peer-{i:04d}.jsonl")

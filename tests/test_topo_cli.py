@@ -49,11 +49,22 @@ def test_parse_value():
     (["topo", "torus", "-n", "10"], "square number"),
     (["topo", "ring", "-n", "8", "-o", "d=3"], "unknown option 'd'"),
     (["topo", "ring", "-n", "8", "-o", "d"], "key=value"),
-    (["topo", "ring", "-n", "1"], "n must be"),
-    (["topo", "ring", "-n", "8", "--weights", "x"], "unknown weights"),
+    (["topo", "ring", "-n", "1"], "n must be >= 2, got 1"),
+    (["topo", "ring", "-n", "8", "--weights", "x"],
+     "unknown weights 'x'; valid choices: default, metropolis, push, uniform"),
+    (["topo", "ring", "-n", "8", "-o", "p=[1"], "not a valid TOML value: Unclosed array"),
 ])
 def test_errors_exit_2(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("gossip: error: ") and message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_spectral_gap_is_never_negative_by_rounding(capsys):
+    # random matching: every round's W has SLEM 1 (the pairs do not mix), computed as 1 + 1e-16
+    assert main(["topo", "random_matching", "-n", "16", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["slem"] == pytest.approx(1.0) and report["spectral_gap"] == 0.0
+    assert main(["topo", "random_matching", "-n", "16"]) == 0
+    assert "spectral_gap              0\n" in capsys.readouterr().out
