@@ -10,6 +10,7 @@ from typing import Any
 
 from gossip.config import FIELDS, Config
 from gossip.errors import check_int
+from gossip.outputs import PEER_DEFAULT
 from gossip.peer.task import PeerOptions, PeerTask
 from gossip.training import run_keys
 
@@ -67,12 +68,13 @@ def peer_options(config: Config, addresses: list[str], **options: Any) -> PeerOp
     """How a peer of the run ``config`` talks to the others.
 
     Args:
-        config: the run configuration: ``out`` and every key named like a field of
-            ``PeerOptions`` (``round_deadline``, ``checkpoint_every`` ...).
+        config: the run configuration: ``out`` (empty: ``runs/peer``) and every key named
+            like a field of ``PeerOptions`` (``round_deadline``, ``checkpoint_every`` ...).
         addresses: every peer's address.
         **options: the fields a config does not set (``bind``, ``resume``, ``run_digest``,
             ``keys``).
     """
     shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(PeerOptions)
               if f.name in FIELDS}
-    return PeerOptions(addresses=addresses, out_dir=Path(config.out), **shared, **options)
+    out = Path(config.out) if config.out else PEER_DEFAULT  # as gossip peer: runs/peer
+    return PeerOptions(addresses=addresses, out_dir=out, **shared, **options)
