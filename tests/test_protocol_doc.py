@@ -86,13 +86,13 @@ def worked_example() -> str:
         f"Its structure text is `w|float32|3`, whose hash is `{template.struct_hash}`. Peer 1 "
         "says hello in round 0 with one frame of "
         f"{len(frames['hello'][0])} bytes, the msgpack map "
-        f"`{msgpack.unpackb(frames['hello'][0])}`:\n\n```\n{hexdump(frames['hello'][0])}\n```\n\n"
+        f"`{msgpack.unpackb(frames['hello'][0])}`:\n\n```text\n{hexdump(frames['hello'][0])}\n```\n\n"
         f"In round 2, with `w = {EXAMPLE_W.tolist()}`, it sends a `gossip` message (rule "
         "`dpsgd`) of two frames. Frame 0, the header "
         f"`{header}` ({len(frames['gossip'][0])} bytes):\n\n"
-        f"```\n{hexdump(frames['gossip'][0])}\n```\n\n"
+        f"```text\n{hexdump(frames['gossip'][0])}\n```\n\n"
         "Frame 1, `w` as three little-endian float32 (12 bytes):\n\n"
-        f"```\n{hexdump(bytes(frames['gossip'][1]))}\n```\n\n"
+        f"```text\n{hexdump(bytes(frames['gossip'][1]))}\n```\n\n"
         "(A msgpack library may pack the same map with the keys in another order or an "
         "integer in a wider form; receivers accept any valid encoding.)\n")
 
