@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = ["round", "training", "rules", "topology", "wire", "data", "evaluate", "optim",
-        "config", "pytree", "summary_table", "errors"]
+CORE = ["round", "training", "rules", "compress", "topology", "wire", "data", "evaluate",
+        "optim", "config", "pytree", "summary_table", "errors"]
 DRIVERS = ["sim", "peer"]
 
 
