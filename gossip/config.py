@@ -33,6 +33,13 @@ class Config:
     weights: str = "default"
     rule: str = "dpsgd"
     local_steps: int = 1
+    compress: str = "none"
+    compress_ratio: float = 0.01
+    error_feedback: bool = True
+    consensus_step: float = 0.0
+    outer_optimizer: str = "none"
+    outer_lr: float = 0.7
+    outer_momentum: float = 0.9
     dataset: str = "digits"
     dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     partition: str = "default"
@@ -149,6 +156,14 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--weights", "weights", str, "mixing weights; 'default' is uniform on regular graphs, "
                                   "Metropolis-Hastings on irregular ones, push for push_sum"),
     ("--rule", "rule", str, "gossip rule (docs/simulator.md)"),
+    ("--compress", "compress", str, "compress the messages (rules choco, dpsgd, dpsgd_cta, "
+                                    "local_sgd; docs/config.md)"),
+    ("--compress-ratio", "compress_ratio", float,
+     "fraction of each leaf that top_k / rand_k keep, in (0, 1]"),
+    ("--outer-optimizer", "outer_optimizer", str,
+     "outer optimizer over gossip, DiLoCo (rules dpsgd, local_sgd)"),
+    ("--outer-lr", "outer_lr", float, "outer learning rate"),
+    ("--outer-momentum", "outer_momentum", float, "outer momentum"),
     ("--dataset", "dataset", str, "dataset (docs/data.md)"),
     ("--model", "model", str, "model (docs/models.md)"),
     ("--rounds", "rounds", int, "communication rounds"),
@@ -175,6 +190,8 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "write a checkpoint every this many rounds (0: never)"),
 ]
 _METAVARS = {"peers": "N", "topology": "NAME", "weights": "NAME", "rule": "NAME",
+             "compress": "NAME", "compress_ratio": "R", "outer_optimizer": "NAME",
+             "outer_lr": "LR", "outer_momentum": "M",
              "dataset": "NAME", "model": "NAME", "rounds": "R", "local_steps": "H",
              "batch_size": "B", "lr": "LR", "optimizer": "NAME", "momentum": "M",
              "partition": "NAME", "alpha": "A", "seed": "S", "out": "DIR", "eval_every": "K",
@@ -254,6 +271,9 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] =
     run.add_argument("--save-params", dest="save_params", action="store_true", default=None,
                      help="write each peer's final parameters to OUT/params/ (default: off"
                           + ("; gossip launch always does)" if command == "launch" else ")"))
+    run.add_argument("--no-error-feedback", dest="error_feedback", action="store_false",
+                     default=None, help="naive compressed gossip: drop what compression "
+                     "removed instead of sending it later (default: error feedback on)")
     run.add_argument("--set", dest="set_values", action="append", default=[],
                      metavar="KEY=VALUE",
                      help="set any config key; VALUE is TOML, a bare word is a string "
@@ -331,6 +351,7 @@ def config_from_args(args: argparse.Namespace, fixed: dict[str, Any] | None = No
     overrides = parse_assignments(args.set_values, "--set")
     flags = {key: getattr(args, key, None) for _, key, _, _ in _FLAGS}
     flags["save_params"] = args.save_params
+    flags["error_feedback"] = getattr(args, "error_feedback", None)
     overrides.update({k: v for k, v in flags.items() if v is not None})
     for key, value in (fixed or {}).items():
         for source, values in (("the config file", file_values), ("--set", overrides)):

@@ -15,12 +15,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gossip.compress import COMPRESSORS
 from gossip.config import Config
 from gossip.data import DATASETS, SCHEMES, Dataset, dataset_partition, load_dataset
+from gossip.errors import ConfigError
 from gossip.evaluate import matching_optimum
 from gossip.models import MODELS, Model, make_model
 from gossip.optim import OPTIMIZERS, make_optimizer
-from gossip.rules import DEFAULT_WEIGHTS, RULES, GossipRule, check_weights, make_rule
+from gossip.rules import (
+    DEFAULT_WEIGHTS,
+    OUTER_OPTIMIZERS,
+    PLAIN_SGD_RULES,
+    RULES,
+    GossipRule,
+    check_weights,
+    make_rule,
+)
 from gossip.sim.simulator import PeerData
 from gossip.topology import TOPOLOGIES, WEIGHTS, Topology, make_topology
 from gossip.training import init_key_for
@@ -62,7 +72,8 @@ def config_choices() -> dict[str, list[str]]:
     """The valid values of every config key that names something (for ``--help``)."""
     return {"topology": list(TOPOLOGIES), "weights": ["default", *WEIGHTS],
             "rule": list(RULES), "dataset": list(DATASETS), "model": list(MODELS),
-            "optimizer": list(OPTIMIZERS), "partition": list(SCHEMES)}
+            "optimizer": list(OPTIMIZERS), "partition": list(SCHEMES),
+            "compress": ["none", *COMPRESSORS], "outer_optimizer": ["none", *OUTER_OPTIMIZERS]}
 
 
 def build_experiment(config: Config) -> Experiment:
@@ -71,12 +82,23 @@ def build_experiment(config: Config) -> Experiment:
     Raises:
         ConfigError: any bad name, option, value or data file, with a one-line message.
     """
-    rule = make_rule(config.rule, config.local_steps)
+    rule = make_rule(config.rule, config.local_steps, compress=config.compress,
+                     compress_ratio=config.compress_ratio,
+                     error_feedback=config.error_feedback,
+                     consensus_step=config.consensus_step, momentum=config.momentum,
+                     outer_optimizer=config.outer_optimizer, outer_lr=config.outer_lr,
+                     outer_momentum=config.outer_momentum)
+    if config.rule in PLAIN_SGD_RULES and config.optimizer != "sgd":
+        raise ConfigError(f"rule {config.rule!r} keeps its own momentum (--momentum); use "
+                          f"--optimizer sgd, not {config.optimizer!r}")
     optimizer = make_optimizer(config.optimizer, config.lr, momentum=config.momentum,
                                weight_decay=config.weight_decay)
     topology = make_topology(config.topology, config.peers, seed=config.seed,
                              weights=topology_weights(config), **config.topology_options)
     check_weights(rule, topology, config.rounds)
+    if rule.static and topology.time_varying:
+        raise ConfigError(f"rule {rule.name!r} needs a static topology (the same W every "
+                          f"round), not {topology.name!r}")
     dataset = load_dataset(config.dataset, seed=config.seed, **config.dataset_options)
     model = make_model(config.model, {**dataset.meta, "task": dataset.task},
                        **config.model_options)

@@ -20,6 +20,7 @@ def _names(key: str) -> Callable[[], list[str]]:
 
 CHOICES: dict[str, Callable[[], list[str]]] = {
     key: _names(key)
-    for key in ("topology", "weights", "rule", "dataset", "model", "optimizer", "partition")
+    for key in ("topology", "weights", "rule", "dataset", "model", "optimizer", "partition",
+                "compress", "outer_optimizer")
 }
 """Config key -> a function listing its valid values."""

@@ -52,7 +52,8 @@ def test_names_list_their_choices():
     for key in ("dataset", "model", "topology", "rule", "optimizer", "partition", "weights"):
         for name in config_choices()[key]:
             assert name in text, (key, name)
-    assert "(default: digits)" in text and "(default: mlp)" in text
+    flat = " ".join(text.split())  # as wrapped at any width
+    assert "(default: digits)" in flat and "(default: mlp)" in flat
 
 
 def test_real_peer_flags_only_where_peers_run():

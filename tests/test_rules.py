@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gossip.compress import COMPRESSORS
 from gossip.errors import ConfigError
 from gossip.rules import RULES, make_rule, renormalised_average, weighted_sum
 from gossip.sim.simulator import gather
@@ -24,38 +25,53 @@ def _ring(n: int) -> RoundGraph:
 
 
 def _gossip(rule, params, graph, rounds):
-    state = jax.vmap(rule.init)(params)
-    for _ in range(rounds):
+    def one(carry, _):
+        params, state = carry
         messages = jax.vmap(rule.message)(params, state)
         payloads = gather(messages, graph.neighbours)
-        params, state = jax.vmap(rule.mix)(params, state, payloads, graph.weights,
-                                           graph.self_weight)
-    return params, state
+        return jax.vmap(rule.mix)(params, state, payloads, graph.weights,
+                                  graph.self_weight), None
+
+    carry, _ = jax.lax.scan(one, (params, jax.vmap(rule.init)(params)), None, length=rounds)
+    return carry
 
 
-@pytest.mark.parametrize("name", sorted(RULES))
-def test_consensus_is_a_fixed_point(name):
-    rule = make_rule(name)
+# Every rule with its defaults, and the compressed variants that keep the average (Choco).
+EXACT = [(name, {}) for name in sorted(RULES)] + [
+    ("choco", {"compress": c, "compress_ratio": 0.5} if c in ("top_k", "rand_k")
+     else {"compress": c}) for c in sorted(COMPRESSORS)]
+IDS = [f"{n}-{o.get('compress', 'none')}" for n, o in EXACT]
+# Naive compressed D-PSGD neither keeps the average nor has consensus as a fixed point.
+NAIVE = [("dpsgd", {"compress": c}) for c in sorted(COMPRESSORS)] + [
+    ("dpsgd_cta", {"compress": "top_k", "error_feedback": False}),
+    ("local_sgd", {"compress": "int4"}),
+    ("local_sgd", {"outer_optimizer": "nesterov"})]
+
+
+@pytest.mark.parametrize(("name", "options"), EXACT, ids=IDS)
+def test_consensus_is_a_fixed_point(name, options):
+    rule = make_rule(name, **options)
     one = {"w": jnp.arange(6.0).reshape(3, 2), "b": jnp.ones(2)}
     params = jax.tree.map(lambda a: jnp.repeat(a[None], 8, axis=0), one)
     out, _ = _gossip(rule, params, _ring(8), rounds=3)
     for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(params), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(RULES))
-def test_doubly_stochastic_mixing_preserves_the_mean_and_contracts(name, key):
-    rule = make_rule(name)
+@pytest.mark.parametrize(("name", "options"), EXACT, ids=IDS)
+def test_doubly_stochastic_mixing_preserves_the_mean_and_contracts(name, options, key):
+    rule = make_rule(name, **options)
     params = _params(10, key)
-    out, _ = _gossip(rule, params, _ring(10), rounds=20)
+    out, _ = _gossip(rule, params, _ring(10), rounds=40 if name == "choco" else 20)
     for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(params), strict=True):
         np.testing.assert_allclose(a.mean(0), b.mean(0), atol=1e-5)
         assert jnp.var(a, axis=0).sum() < 0.5 * jnp.var(b, axis=0).sum()
 
 
-@pytest.mark.parametrize("name", sorted(RULES))
-def test_rule_is_jit_and_vmap_compatible_and_keeps_structure(name, key):
-    rule = make_rule(name)
+@pytest.mark.parametrize(("name", "options"), EXACT + NAIVE,
+                         ids=IDS + [f"naive-{n}-{list(o.values())}" for n, o in NAIVE])
+def test_rule_is_jit_and_vmap_compatible_and_keeps_structure(name, options, key):
+    rule = make_rule(name, **options)
     params = _params(4, key)
     step = jax.jit(lambda p, g: _gossip(rule, p, g, rounds=1))
     out, state = step(params, _ring(4))
@@ -65,14 +81,38 @@ def test_rule_is_jit_and_vmap_compatible_and_keeps_structure(name, key):
         assert a.shape == b.shape and a.dtype == b.dtype
 
 
-@pytest.mark.parametrize("name", ["dpsgd", "dpsgd_cta", "local_sgd"])
+@pytest.mark.parametrize("name", ["dpsgd", "dpsgd_cta", "local_sgd", "gradient_tracking",
+                                  "d2", "qg_dsgdm"])
 def test_missing_messages_are_renormalised_away(name):
     rule = make_rule(name)
     own = {"x": jnp.array([0.0, 3.0])}
-    payloads = {"x": jnp.array([[6.0, 9.0], [1e6, 1e6]])}
+    state = rule.init(own)
+    arrived = rule.message({"x": jnp.array([6.0, 9.0])}, state)
+    lost = rule.message({"x": jnp.array([1e6, 1e6])}, state)
+    payloads = jax.tree.map(lambda a, b: jnp.stack([a, b]), arrived, lost)
     # The second neighbour's message did not arrive: weight 0.
-    out, _ = rule.mix(own, rule.init(own), payloads, jnp.array([1 / 3, 0.0]), jnp.array(1 / 3))
-    np.testing.assert_allclose(out["x"], [3.0, 6.0], rtol=1e-6)
+    out, _ = rule.mix(own, state, payloads, jnp.array([1 / 3, 0.0]), jnp.array(1 / 3))
+    # D² mixes lazily, (I + W) / 2: half way to the D-PSGD average.
+    np.testing.assert_allclose(out["x"], [1.5, 4.5] if name == "d2" else [3.0, 6.0],
+                               rtol=1e-6)
+
+
+def test_gradient_tracking_sends_two_vectors_and_tracks_the_average_update(key):
+    rule = make_rule("gradient_tracking")
+    params = _params(10, key)
+    state = jax.vmap(rule.init)(params)
+    updates = _params(10, jax.random.fold_in(key, 7))
+    params, state = jax.vmap(rule.adapt)(params, state, updates)
+    graph = _ring(10)
+    for _ in range(150):
+        payloads = gather(jax.vmap(rule.message)(params, state), graph.neighbours)
+        params, state = jax.vmap(rule.mix)(params, state, payloads, graph.weights,
+                                           graph.self_weight)
+    message = rule.message(jax.tree.map(lambda a: a[0], params),
+                           jax.tree.map(lambda a: a[0], state))
+    assert len(jax.tree.leaves(message)) == 2 * len(jax.tree.leaves(params))
+    for y, u in zip(jax.tree.leaves(state.tracker), jax.tree.leaves(updates), strict=True):
+        np.testing.assert_allclose(y, jnp.broadcast_to(u.mean(0), y.shape), atol=1e-4)
 
 
 def test_renormalised_average_with_all_weights():

@@ -75,6 +75,11 @@ class GossipRule(NamedTuple):
         local_steps: local optimizer steps per round (H).
         order: ``"atc"`` or ``"cta"`` (see the module docstring).
         stochastic: ``"row"`` or ``"column"``: the mixing matrix the rule needs.
+        static: the rule needs the same W every round (Choco keeps Σ_j w_ij x̂_j).
+        check: ``check(payload, params) -> None`` on a received payload (numpy leaves)
+            that passed the wire template: the rule's own checks (a compressed payload's
+            indices in range, sorted and unique; finite scales); raises ``ValueError``.
+            None: nothing beyond the template.
     """
 
     name: str
@@ -86,6 +91,8 @@ class GossipRule(NamedTuple):
     local_steps: int = 1
     order: str = "atc"
     stochastic: str = "row"
+    static: bool = False
+    check: Callable[[Payload, Params], None] | None = None
 
 
 def check_weights(rule: GossipRule, topology: Any, rounds: int | None = None) -> None:
