@@ -9,6 +9,8 @@ from peer_utils import FAST, assert_ports_free, gossip_cmd, processes_mentioning
 # Exact optimisation with full batches (batch size 0: padded and unpadded shards agree).
 LEAST_SQUARES = ["--dataset", "least_squares", "--model", "linear", "--batch-size", "0",
                  "--lr", "0.05", "--set", "dataset_options={peers=4}", "--eval-every", "100"]
+# Rules that bring their own correction (tracking, D², quasi-global momentum) use plain SGD.
+LEAST_SQUARES_SGD = [*LEAST_SQUARES, "--optimizer", "sgd"]
 CASES = [
     ("ring", "dpsgd", 1, FAST),
     ("one_peer_exponential", "dpsgd", 1, FAST),
@@ -18,6 +20,12 @@ CASES = [
     # Directed, in-degrees differ: the push-sum masses differ, so the local update must move
     # the numerator (SGP) in both drivers alike.
     ("epidemic", "push_sum", 2, LEAST_SQUARES),
+    # Issue 13: two-vector messages, D²'s correction, QG's momentum; Choco's compressed
+    # messages (top-k: uint8 indices and float32 values) travel as such.
+    ("ring", "gradient_tracking", 1, LEAST_SQUARES_SGD),
+    ("one_peer_exponential", "d2", 2, LEAST_SQUARES_SGD),
+    ("ring", "qg_dsgdm", 1, LEAST_SQUARES_SGD),
+    ("ring", "choco", 1, [*LEAST_SQUARES_SGD, "--compress", "top_k", "--compress-ratio", "0.2"]),
 ]
 
 
