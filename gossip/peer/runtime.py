@@ -32,6 +32,7 @@ record) and ``gossip peer`` exits non-zero.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -96,8 +97,12 @@ class Peer:
         self.fn = _Compiled(task)
         params = jax.tree.map(jnp.asarray, task.params)
         self.state = PeerState(params, task.optimizer.init(params), task.rule.init(params))
+        # A rule with a payload check (compressed messages) validates what arrives against
+        # its operator's declared fields, besides the template's leaf checks.
+        check = (None if task.rule.check is None
+                 else functools.partial(task.rule.check, params=jax.device_get(params)))
         self.template: Template = make_template(
-            jax.eval_shape(task.rule.message, params, self.state.rule_state))
+            jax.eval_shape(task.rule.message, params, self.state.rule_state), check)
         self.params_template: Template = make_template(params)
         self.counters = Counters()
         self.shard = Shard(jnp.asarray(task.x), jnp.asarray(task.y),

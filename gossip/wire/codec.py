@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -62,12 +62,16 @@ class Template(NamedTuple):
         treedef: the payload's tree structure.
         struct_hash: 16 hex digits of SHA-256 over the leaves' paths, dtypes and shapes.
         header_limit: the largest header frame accepted, in bytes.
+        check: ``check(payload) -> None``, run on a decoded payload that passed every leaf
+            check: the sender's rule's own checks (a compressed payload's indices in range,
+            sorted and unique; its counts and scales); raises ``ValueError``. None: none.
     """
 
     leaves: tuple[LeafSpec, ...]
     treedef: Any
     struct_hash: str
     header_limit: int
+    check: Callable[[Any], None] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -80,8 +84,11 @@ class Template(NamedTuple):
         return max([self.header_limit, *(leaf.nbytes for leaf in self.leaves)])
 
 
-def make_template(payload: Any) -> Template:
+def make_template(payload: Any, check: Callable[[Any], None] | None = None) -> Template:
     """Builds the template of a payload pytree (arrays or ``jax.ShapeDtypeStruct``).
+
+    ``check``, when given, validates every decoded payload beyond its leaves' dtype, shape,
+    length and finiteness (``Template.check``).
 
     Raises:
         WireError: a leaf's dtype is not in ``DTYPES``.
@@ -96,7 +103,7 @@ def make_template(payload: Any) -> Template:
                                   for leaf in leaves])
     limit = _HEADER_BASE_BYTES + sum(64 + len(leaf.path) + 12 * len(leaf.shape)
                                      for leaf in leaves)
-    return Template(tuple(leaves), jax.tree.structure(payload), struct_hash, limit)
+    return Template(tuple(leaves), jax.tree.structure(payload), struct_hash, limit, check)
 
 
 def structure_hash(leaves: Sequence[tuple[str, str, tuple[int, ...]]]) -> str:
@@ -284,6 +291,11 @@ def _decode_body(header: Header, buffers: list[memoryview], template: Template) 
     leaves = [_decode_leaf(spec, entry, buf)
               for spec, entry, buf in zip(specs, entries, buffers[1:], strict=True)]
     payload = jax.tree.unflatten(template.treedef, leaves) if kind in PAYLOAD_KINDS else None
+    if payload is not None and template.check is not None:
+        try:
+            template.check(payload)
+        except ValueError as e:
+            raise WireError(f"payload: {e}") from None
     return Message(kind, header.sender, header.round, payload,
                    sum(a.nbytes for a in leaves), header.nbytes)
 
