@@ -42,6 +42,9 @@ Payload = Any
 # local_round(params, opt_state, x, y, size, key) -> (params, opt_state, loss): H local steps
 # (gossip.training.make_local_round).
 LocalRound = Callable[..., tuple[Params, Any, jax.Array]]
+# The rule's key of a round (``rule.draw``) is fold_in(round key, DRAW_SALT); the local steps
+# use fold_in(round key, h) for h < H.
+DRAW_SALT = 0x7FFFFFFF
 
 
 class PeerState(NamedTuple):
@@ -80,12 +83,15 @@ class Pending(NamedTuple):
         opt_state: the optimizer state after the local steps.
         rule_state: the rule state the mix starts from.
         update: ``cta`` only: the local update, adapted after the mix (None for ``atc``).
+        draw: (2,) uint32 key data of this peer's round key for the rule (``rule.draw``),
+            handed to the rule at the end of ``finish``.
     """
 
     params: Params
     opt_state: Any
     rule_state: Any
     update: Params | None
+    draw: jax.Array
 
 
 class PeerRound(NamedTuple):
@@ -106,6 +112,8 @@ class PeerRound(NamedTuple):
             not reach (dead, or a full queue) and did not send to. A mass-conserving rule
             (``stochastic == "column"``: push-sum) keeps that share, so a dead neighbour
             does not drain the mass; other rules ignore it.
+            Last, the rule gets this round's key (``rule.draw``): what it draws at random
+            for its next message (``rand_k``'s indices) differs per peer and round.
         adopt: ``adopt(state, params) -> state``: take a neighbour's parameters (catch-up).
     """
 
@@ -162,10 +170,11 @@ def make_peer_round(rule: GossipRule, local_round: LocalRound) -> PeerRound:
         stepped, opt_state, loss = local_round(state.params, state.opt_state, shard.x,
                                                shard.y, shard.size, key)
         update = jax.tree.map(jnp.subtract, stepped, state.params)
+        draw = jax.random.key_data(jax.random.fold_in(key, DRAW_SALT))
         if cta:
-            return Pending(state.params, opt_state, state.rule_state, update), loss
+            return Pending(state.params, opt_state, state.rule_state, update, draw), loss
         params, rule_state = rule.adapt(state.params, state.rule_state, update)
-        return Pending(params, opt_state, rule_state, None), loss
+        return Pending(params, opt_state, rule_state, None, draw), loss
 
     def message(pending: Pending, early_message: Payload | None) -> Payload:
         return early_message if cta else rule.message(pending.params, pending.rule_state)
@@ -183,6 +192,8 @@ def make_peer_round(rule: GossipRule, local_round: LocalRound) -> PeerRound:
                                       self_weight)
         if cta:
             params, rule_state = rule.adapt(params, rule_state, pending.update)
+        # The key of this round, for what the rule draws in the next one (its message).
+        rule_state = rule.draw(rule_state, jax.random.wrap_key_data(pending.draw))
         return PeerState(params, pending.opt_state, rule_state)
 
     def adopt(state: PeerState, params: Params) -> PeerState:

@@ -21,11 +21,12 @@ CASES = [
     # the numerator (SGP) in both drivers alike.
     ("epidemic", "push_sum", 2, LEAST_SQUARES),
     # Issue 13: two-vector messages, D²'s correction, QG's momentum; Choco's compressed
-    # messages (top-k: uint8 indices and float32 values) travel as such.
+    # messages (rand-k: uint8 indices and float32 values) travel as such, their indices
+    # drawn from each peer's key of the round in both drivers alike.
     ("ring", "gradient_tracking", 1, LEAST_SQUARES_SGD),
     ("one_peer_exponential", "d2", 2, LEAST_SQUARES_SGD),
     ("ring", "qg_dsgdm", 1, LEAST_SQUARES_SGD),
-    ("ring", "choco", 1, [*LEAST_SQUARES_SGD, "--compress", "top_k", "--compress-ratio", "0.2"]),
+    ("ring", "choco", 1, [*LEAST_SQUARES_SGD, "--compress", "rand_k", "--compress-ratio", "0.2"]),
 ]
 
 

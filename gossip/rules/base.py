@@ -58,6 +58,12 @@ def keep_state(params: Params, state: State) -> State:
     return state
 
 
+def keep_draw(state: State, key: jax.Array) -> State:
+    """The plain ``draw``: a rule that draws no random numbers ignores the key."""
+    del key
+    return state
+
+
 class GossipRule(NamedTuple):
     """A gossip rule: pure ``init``/``message``/``mix``/``adapt``/``rebase`` plus settings.
 
@@ -80,6 +86,10 @@ class GossipRule(NamedTuple):
             that passed the wire template: the rule's own checks (a compressed payload's
             indices in range, sorted and unique; finite scales); raises ``ValueError``.
             None: nothing beyond the template.
+        draw: ``draw(state, key) -> state``: at the end of each round the round hands the
+            rule this peer's key of the round, so a rule that draws random numbers for its
+            next message (a random compression operator) draws them per peer and round,
+            the same in every driver. The default ignores it.
     """
 
     name: str
@@ -93,6 +103,7 @@ class GossipRule(NamedTuple):
     stochastic: str = "row"
     static: bool = False
     check: Callable[[Payload, Params], None] | None = None
+    draw: Callable[[State, jax.Array], State] = keep_draw
 
 
 def check_weights(rule: GossipRule, topology: Any, rounds: int | None = None) -> None:

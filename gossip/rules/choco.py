@@ -23,9 +23,9 @@ paper): D-PSGD whose messages are ``Q(x_j)`` (with error feedback, ``Q(x_j + e_j
 ``x_i ← (w_ii x_i + Σ_j w_ij D(q_j)) / Σ w``. It does not preserve the average, and it stalls
 at a consensus error set by Q.
 
-Random operators (``rand_k``) draw from a key derived from the rule's round counter, the
-same on every peer in a round (the rules do not know the peer's index), and the same in
-every driver.
+Random operators (``rand_k``) draw from a key the round hands the rule at the end of each
+round (``rule.draw``; the first round uses a fixed key): different on every peer and round
+after the first, the same in every driver.
 """
 
 from __future__ import annotations
@@ -54,8 +54,20 @@ _KEY_SEED = 0x0C0C0
 AUTO_STEP = {"none": 1.0, "int8": 1.0, "fp16": 1.0, "bf16": 1.0, "int4": 0.5, "sign": 0.2}
 
 
-def _key(count: jax.Array) -> jax.Array:
-    return jax.random.fold_in(jax.random.key(_KEY_SEED), count)
+def _key(data: jax.Array) -> jax.Array:
+    return jax.random.wrap_key_data(data)
+
+
+def _first_key() -> jax.Array:
+    return jax.random.key_data(jax.random.key(_KEY_SEED))
+
+
+def _draw(comp: Compressor):
+    """``rule.draw``: a random operator keeps this peer's key of the round (as raw uint32
+    key data, a plain array that vmaps, shards and checkpoints like any other)."""
+    def draw(state, key):
+        return state._replace(key=jax.random.key_data(key)) if comp.random else state
+    return draw
 
 
 def consensus_step_for(comp_name: str, ratio: float, step: float) -> float:
@@ -77,12 +89,12 @@ class ChocoState(NamedTuple):
     Attributes:
         public: the public copy x̂_i (like params).
         neighbourhood: s_i = Σ_j w_ij x̂_j (like params).
-        count: () int32, messages sent (keys a random operator).
+        key: (2,) uint32 key data the next message draws from (a random operator's indices).
     """
 
     public: Params
     neighbourhood: Params
-    count: jax.Array
+    key: jax.Array
 
 
 def choco(local_steps: int = 1, compress: str = "none", compress_ratio: float = 0.01,
@@ -107,11 +119,11 @@ def choco(local_steps: int = 1, compress: str = "none", compress_ratio: float = 
 
     def init(params: Params) -> ChocoState:
         zeros = jax.tree.map(jnp.zeros_like, params)
-        return ChocoState(zeros, zeros, jnp.zeros((), jnp.int32))
+        return ChocoState(zeros, zeros, _first_key())
 
     def message(params: Params, state: ChocoState):
         diff = jax.tree.map(jnp.subtract, params, state.public)
-        return encode_tree(comp, diff, _key(state.count))
+        return encode_tree(comp, diff, _key(state.key))
 
     def mix(params, state: ChocoState, payloads, weights, self_weight):
         own = decode_tree(comp, message(params, state), params)
@@ -122,17 +134,17 @@ def choco(local_steps: int = 1, compress: str = "none", compress_ratio: float = 
                                      state.neighbourhood, moved)
         public = jax.tree.map(jnp.add, state.public, own)
         new = jax.tree.map(lambda x, s, h: x + gamma * (s - h), params, neighbourhood, public)
-        return new, ChocoState(public, neighbourhood, state.count + 1)
+        return new, ChocoState(public, neighbourhood, state.key)
 
     return GossipRule("choco", init, message, mix, local_steps=local_steps, order="atc",
-                      static=True, check=_check_payload(comp))
+                      static=True, check=_check_payload(comp), draw=_draw(comp))
 
 
 class NaiveState(NamedTuple):
-    """Naive compressed D-PSGD state: the error-feedback residual and the message count."""
+    """Naive compressed D-PSGD state: the error-feedback residual and the round's key data."""
 
     residual: Params
-    count: jax.Array
+    key: jax.Array
 
 
 def compressed_dpsgd(local_steps: int = 1, order: str = "atc", compress: str = "top_k",
@@ -154,11 +166,11 @@ def compressed_dpsgd(local_steps: int = 1, order: str = "atc", compress: str = "
     comp = ef.compressor
 
     def init(params: Params) -> NaiveState:
-        return NaiveState(ef.init(params), jnp.zeros((), jnp.int32))
+        return NaiveState(ef.init(params), _first_key())
 
     def _send(params, state):
         residual = state.residual if error_feedback_ else jax.tree.map(jnp.zeros_like, params)
-        return ef.compress(params, residual, _key(state.count))
+        return ef.compress(params, residual, _key(state.key))
 
     def message(params, state: NaiveState):
         return _send(params, state)[0]
@@ -169,8 +181,8 @@ def compressed_dpsgd(local_steps: int = 1, order: str = "atc", compress: str = "
             residual = state.residual
         received = jax.vmap(lambda p: decode_tree(comp, p, params))(payloads)
         new = renormalised_average(params, received, weights, self_weight)
-        return new, NaiveState(residual, state.count + 1)
+        return new, NaiveState(residual, state.key)
 
     return GossipRule(name, init, message, mix, local_steps=local_steps, order=order,
-                      check=_check_payload(comp))
+                      check=_check_payload(comp), draw=_draw(comp))
 

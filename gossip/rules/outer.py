@@ -82,4 +82,8 @@ def outer(rule: GossipRule, optimizer: str = "nesterov", lr: float = 0.7,
         return OuterState(rule.rebase(params, state.inner), jax.tree.map(jnp.copy, params),
                           state.opt_state)
 
-    return rule._replace(init=init, message=message, mix=mix, adapt=adapt, rebase=rebase)
+    def draw(state: OuterState, key) -> OuterState:
+        return state._replace(inner=rule.draw(state.inner, key))
+
+    return rule._replace(init=init, message=message, mix=mix, adapt=adapt, rebase=rebase,
+                         draw=draw)
