@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from typing import Any
 
 from gossip.errors import ConfigError
@@ -20,7 +21,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         The ``bench`` parser (its ``func`` is set here).
     """
     parser = subparsers.add_parser(
-        "bench", help="benchmark suites (topologies)",
+        "bench", help="benchmark suites (topologies, compression, heterogeneity)",
         description="Benchmark suites run on the simulator. See docs/benchmarks.md.")
     sub = parser.add_subparsers(dest="suite", metavar="SUITE")
     topo = sub.add_parser(
@@ -39,6 +40,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help="run nothing: rebuild targets, report and plots from OUT/results.json")
     topo.add_argument("--json", action="store_true",
                       help="print a JSON summary (winners and targets) at the end")
+    for name, what in (("compression", "accuracy vs bytes of compressed gossip (Choco, "
+                                        "naive, with and without error feedback) and the "
+                                        "Choco consensus check"),
+                       ("heterogeneity", "D-PSGD with momentum vs QG-DSGDm, gradient "
+                                         "tracking and D² over Dirichlet alpha on a ring")):
+        algo = sub.add_parser(name, help=what, description=f"{what[0].upper()}{what[1:]}. "
+                              "Writes OUT/results.json, OUT/report.md (and a PNG plot).")
+        algo.add_argument("--quick", action="store_true",
+                          help="the quick preset (one task, n=16, one seed, short runs)")
+        algo.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.set_defaults(func=run)
     return parser
 
@@ -52,8 +63,18 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         The exit code; user errors raise ``ConfigError``.
     """
+    if args.suite in ("compression", "heterogeneity"):
+        from gossip.bench.algorithms import run_algorithm_bench  # JAX and the model zoo
+
+        command = " ".join([f"gossip bench {args.suite}", *(["--quick"] if args.quick else []),
+                            "--out", shlex.quote(args.out)])
+        run_algorithm_bench(args.suite, args.quick, args.out, command,
+                            lambda line: print(line, file=sys.stderr, flush=True))
+        print(f"report: {args.out}/report.md")
+        return 0
     if args.suite != "topologies":
-        raise ConfigError("gossip bench needs a suite; valid choices: topologies")
+        raise ConfigError("gossip bench needs a suite; valid choices: topologies, "
+                          "compression, heterogeneity")
     from gossip.bench.runner import rerender, run_topology_bench  # JAX and the model zoo
     from gossip.bench.suite import load_suite
 
