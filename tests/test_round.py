@@ -79,7 +79,8 @@ def _one_peer_round(rule_name: str):
     return rule, make_peer_round(rule, local)
 
 
-@pytest.mark.parametrize("rule_name", ["dpsgd", "dpsgd_cta", "push_sum"])
+@pytest.mark.parametrize("rule_name", ["dpsgd", "dpsgd_cta", "push_sum", "choco",
+                                       "gradient_tracking", "d2", "qg_dsgdm"])
 def test_begin_is_early_local_then_message(rule_name):
     rule, peer_round = _one_peer_round(rule_name)
     params = {"x": jnp.asarray(1.0)}
