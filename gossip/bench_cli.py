@@ -46,7 +46,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        ("heterogeneity", "D-PSGD with momentum vs QG-DSGDm, gradient "
                                          "tracking and D² over Dirichlet alpha on a ring")):
         algo = sub.add_parser(name, help=what, description=f"{what[0].upper()}{what[1:]}. "
-                              "Writes OUT/results.json, OUT/report.md (and a PNG plot).")
+                              "Writes OUT/results.json, OUT/report.md (and a PNG plot). See "
+                              "docs/benchmarks.md.")
         algo.add_argument("--quick", action="store_true",
                           help="the quick preset (one task, n=16, one seed, short runs)")
         algo.add_argument("--out", required=True, metavar="DIR", help="output directory")
