@@ -72,9 +72,13 @@ class _Compiled:
         self.local = jax.jit(peer_round.local)
         self.message = jax.jit(peer_round.message)
         self.finish = jax.jit(peer_round.finish)
-        self.adopt = peer_round.adopt
-        self.finite = jax.jit(finite)
-        self.keep_finite = jax.jit(keep_finite)
+        # Jitted too, so a caught-up state is made of the same kind of arrays as a round's
+        # (a state of host-made arrays would compile keep_finite and local again).
+        self.adopt = jax.jit(peer_round.adopt)
+        # jax.jit of one module-level function is one cache shared by every peer in the
+        # process; a partial gives this peer a cache of its own (compile-once is per peer).
+        self.finite = jax.jit(functools.partial(finite))
+        self.keep_finite = jax.jit(functools.partial(keep_finite))
         self.evaluate = jax.jit(lambda p, x, y: (task.metric_fn(p, x, y), task.loss_fn(p, x, y)))
 
     def stack(self, messages: list[Any]) -> Any:
