@@ -30,6 +30,7 @@ GRACE_S = 5.0  # after SIGTERM, time a child gets before SIGKILL
 POLL_S = 0.2  # how often the children are looked at
 RESTART_DELAY_S = 1.0  # back-off before a peer's first restart; doubles for each next one
 RESTART_DELAY_MAX_S = 30.0
+SSH_FAILED = 255  # ssh's exit code for its own errors, and for a remote command killed by a signal
 _PR_SET_PDEATHSIG = 1
 
 
@@ -93,8 +94,11 @@ class Child:
 
     def failure(self) -> str:
         """The line that reports this peer's failure."""
+        why = self.last_log_line()
+        if self.host and self.proc.returncode == SSH_FAILED and why == "(empty log)":
+            why = "(no message: ssh lost its connection, or the peer was killed by a signal)"
         return (f"gossip launch: {self.where()} failed (exit code {self.proc.returncode}): "
-                f"{self.last_log_line()}  [log: {self.log}]")
+                f"{why}  [log: {self.log}]")
 
 
 def terminate(children: list[Child], patience: float = 0.0) -> None:
