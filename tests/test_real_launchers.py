@@ -183,7 +183,7 @@ def test_restarts_bring_back_a_peer_killed_on_a_remote_host(plain, cluster):
     assert summary["restarts"] == 1 and summary["restarts_per_peer"] == [0, 0, 1, 0]
     assert summary["peers_finished"] == 4
     peer_log = (launch.out / "logs" / "peer-0002.log").read_text()
-    assert "restart 1 of peer 2 (--resume)" in peer_log and "resumed from" in peer_log
+    assert "restarting peer 2 (--resume)" in peer_log and "resumed from" in peer_log
     assert "caught up from round" in peer_log
     reference = plain.summary()["avg_model_acc"]
     assert abs(summary["avg_model_acc"] - reference) <= 0.01, (summary, reference)

@@ -124,6 +124,9 @@ def launch_local(config: Config, progress: bool = True, log_level: str = "warnin
     def run_peer(i: int, resume: bool) -> subprocess.Popen:
         log = out / "logs" / f"peer-{i:04d}.log"
         with log.open("a" if resume else "w") as sink:
+            if resume:
+                sink.write(f"gossip launch: restarting peer {i} (--resume)\n")
+                sink.flush()
             return subprocess.Popen(peer_command(i, out, log_level, keys_dir, resume),
                                     stdout=sink, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True,

@@ -259,8 +259,7 @@ def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bo
 
     def restart(child: Child) -> None:
         with child.log.open("ab") as log:
-            log.write(f"gossip launch: restart {child.restarts} of peer {child.peer} "
-                      "(--resume)\n".encode())
+            log.write(f"gossip launch: restarting peer {child.peer} (--resume)\n".encode())
         child.proc = run_peer(by_peer[child.peer], child.log, resume=True)
         streams.add(child)
 
