@@ -193,9 +193,12 @@ def supervise(n: int, rounds: int, progress: bool, start: Callable[[list[Child]]
         start(children)
         running = True
         while running:
-            restarts.check(children)
             restarts.start_due(children)
-            running = bool(restarts.due) or any(c.proc.poll() is None for c in children)
+            # Looked at in this order, no failure goes unseen: a child found running is
+            # looked at again in the next pass, one found exited is checked now.
+            alive = any(c.proc.poll() is None for c in children)
+            restarts.check(children)
+            running = alive or bool(restarts.due)
             done = follow(children)
             if done:
                 bar.update(done)
