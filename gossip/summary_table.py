@@ -48,5 +48,9 @@ def summary_table(record: dict[str, Any], metric_name: str) -> str:
         ("bytes sent (payload, all peers)", human_bytes(record["bytes_sent"])),
         ("wall time", f"{record['time']:.1f} s"),
     ]
+    if "restarts_per_peer" in record:  # gossip launch
+        restarted = [f"peer {i}: {k}" for i, k in enumerate(record["restarts_per_peer"]) if k]
+        rows.append(("restarts", f"{record['restarts']} ({', '.join(restarted)})"
+                     if restarted else "0"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -70,6 +70,29 @@ def test_a_peer_killed_mid_run_is_reported_and_the_others_finish(tmp_path):
     assert_ports_free(tmp_path / "peers.txt")
 
 
+def test_restarts_bring_a_killed_peer_back(tmp_path):
+    cmd = gossip_cmd("launch", "--local", "3", "--out", str(tmp_path), "--rounds", "40",
+                     "--local-steps", "300", "--round-deadline", "0.3", "--restarts", "1",
+                     "--startup-timeout", "3", "--checkpoint-every", "2", "--no-progress",
+                     *FAST)
+    with started(cmd, tmp_path / "launch.log") as launcher:
+        victim = tmp_path / "peer-0002.jsonl"
+        wait_for(lambda: len(records(victim)) >= 2, 120, "peer 2's second round")
+        (pid,) = processes_mentioning(f"--id 2 --peers {tmp_path}")
+        os.kill(pid, signal.SIGKILL)
+        assert launcher.wait(timeout=180) == 0, (tmp_path / "launch.log").read_text()
+    out = (tmp_path / "launch.log").read_text()
+    assert re.search(r"peer 2 failed \(exit code -9\): .*; restarting it with --resume in 1 s "
+                     r"\(restart 1 of 1\)", out)
+    assert re.search(r"restarts +1 \(peer 2: 1\)", out)
+    summary = records(tmp_path / "metrics.jsonl")[-1]
+    assert summary["restarts_per_peer"] == [0, 0, 1] and summary["peers_finished"] == 3
+    log = (tmp_path / "logs" / "peer-0002.log").read_text()
+    assert "restarting peer 2 (--resume)" in log and "resumed from" in log
+    assert records(victim)[-1]["round"] == 40
+    assert processes_mentioning(str(tmp_path)) == []
+
+
 def test_sigterm_stops_every_peer_and_frees_every_port(tmp_path):
     cmd = gossip_cmd("launch", "--local", "3", "--out", str(tmp_path), "--rounds", "100000",
                      "--no-progress", *FAST)

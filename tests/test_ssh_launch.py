@@ -24,15 +24,16 @@ from peer_utils import FAST, gossip_cmd, processes_mentioning, records, started,
 
 from gossip.errors import ConfigError
 from gossip.launch.hostfile import Host, Slot, assign, parse_hostfile, read_hostfile
-from gossip.launch.ssh import (
+from gossip.launch.remote import (
     SshOptions,
-    check_options,
+    cleanup_command,
     forwarded_env,
     gather_command,
     peer_remote_command,
     ssh_command,
     write_file_command,
 )
+from gossip.launch.ssh import check_options
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,7 +104,8 @@ def test_remote_commands_quote_everything():
     cmd = peer_remote_command(Slot(3, "box", 29501, "tcp://box:29501"), "/tmp/run 1",
                               {"GOSSIP_M": "it's $HOME", "XLA_FLAGS": "--a --b"},
                               "~/venv/bin/python -m gossip", "info")
-    assert cmd == ("cd '/tmp/run 1' && exec env 'GOSSIP_M=it'\"'\"'s $HOME' "
+    assert cmd == ("cd '/tmp/run 1' && echo $$ > peer-0003.pid && "
+                   "exec env 'GOSSIP_M=it'\"'\"'s $HOME' "
                    "'XLA_FLAGS=--a --b' ~/venv/bin/python -m gossip peer --id 3 "
                    "--peers '/tmp/run 1/peers.txt' --config '/tmp/run 1/config.toml' "
                    "--log-level info --stream-metrics --watch-stdin")
@@ -112,6 +114,35 @@ def test_remote_commands_quote_everything():
     assert write_file_command("/tmp/r", "peers.txt") == "mkdir -p /tmp/r && cat > /tmp/r/peers.txt"
     assert gather_command("/tmp/r", ["peer-0001.jsonl", "params/peer-0001.npz"]) == (
         "cd /tmp/r && tar -cf - peer-0001.jsonl params/peer-0001.npz")
+
+
+def test_cleanup_stops_only_the_runs_peers_and_removes_the_run_directory(tmp_path):
+    run_dir = tmp_path / "run dir"
+    run_dir.mkdir()
+    sleeper = "import time; time.sleep(120)"
+    ours = subprocess.Popen([sys.executable, "-c", sleeper, "--peers", f"{run_dir}/peers.txt"])
+    other = subprocess.Popen([sys.executable, "-c", sleeper, "--peers", "/elsewhere/peers.txt"])
+    try:
+        (run_dir / "peer-0000.pid").write_text(f"{ours.pid}\n")
+        (run_dir / "peer-0001.pid").write_text(f"{other.pid}\n")  # a reused pid: not ours
+        (run_dir / "peer-0002.pid").write_text("999999999\n")  # long gone
+        (run_dir / "peer-0000.jsonl").write_text("{}\n")
+        keep = subprocess.run(cleanup_command(str(run_dir), remove=False), shell=True,
+                              timeout=30)
+        assert keep.returncode == 0
+        assert ours.wait(timeout=10) == -signal.SIGTERM
+        assert other.poll() is None
+        assert sorted(p.name for p in run_dir.iterdir()) == ["peer-0000.jsonl"]
+        gone = subprocess.run(cleanup_command(str(run_dir), remove=True), shell=True,
+                              timeout=30)
+        assert gone.returncode == 0 and not run_dir.exists()
+        again = subprocess.run(cleanup_command(str(run_dir), remove=True), shell=True,
+                               timeout=30)
+        assert again.returncode == 0  # nothing there: nothing to do
+    finally:
+        for p in (ours, other):
+            p.kill()
+            p.wait()
 
 
 def test_options_are_checked():
@@ -260,7 +291,9 @@ def test_four_peers_on_two_hosts(tmp_path):
     for c in calls:
         words = shlex.split(c["command"])
         if "--id" in words:
-            assert words[:5] == ["cd", str(remote_dir), "&&", "exec", "env"]
+            i = int(words[words.index("--id") + 1])
+            assert words[:10] == ["cd", str(remote_dir), "&&", "echo", "$$", ">",
+                                  f"peer-{i:04d}.pid", "&&", "exec", "env"]
             assert words[-4:] == ["--stream-metrics", "--watch-stdin", "--keys",
                                   f"{remote_dir}/keys"]
             started_on[int(words[words.index("--id") + 1])] = c["host"]

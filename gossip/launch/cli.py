@@ -99,7 +99,18 @@ def run_launch_command(args: argparse.Namespace) -> int:
     ssh_launch.refuse_ssh_flags(args)
     config = with_out(config_from_args(args, fixed={"peers": args.local}), "launch")
     return launch_local(config, progress=not args.no_progress, log_level=args.log_level,
-                        keys=args.keys, plot=not args.no_plot)
+                        keys=args.keys, plot=not args.no_plot, restarts=args.restarts)
+
+
+def _restarts(text: str) -> int:
+    """``--restarts K``: an integer K >= 0."""
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if k < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {k}")
+    return k
 
 
 def add_parsers(sub: Any, choices: Mapping[str, Callable[[], Iterable[str]]] | None = None,
@@ -174,5 +185,8 @@ def add_parsers(sub: Any, choices: Mapping[str, Callable[[], Iterable[str]]] | N
                              "with the keys in DIR (`gossip keys`), or fresh ones written to "
                              "OUT/keys (auto); with --hostfile each host gets the public keys "
                              "and its own peers' secret keys (default: none, plain TCP)")
+    launch.add_argument("--restarts", type=_restarts, default=0, metavar="K",
+                        help="restart a peer that fails, with --resume, at most K times "
+                             "(after 1 s, 2 s, 4 s ...; default 0: never)")
     ssh_launch.add_flags(launch)
     launch.set_defaults(func=run_launch_command)

@@ -2,8 +2,8 @@
 
 Writes ``OUT/metrics.jsonl`` with one record in the simulator's schema (average model,
 local models, consensus distance, distance to the optimum where the dataset knows it, bytes,
-messages) plus the sums of the peers' counters, and prints the same summary table as
-``gossip sim``.
+messages) plus the sums of the peers' counters and the launcher's restarts, and prints the
+same summary table as ``gossip sim``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def last_record(path: Path) -> dict[str, Any] | None:
 
 
 def summarise_run(exp: Any, out: Path, wall_time: float,
-                  plot: bool = True) -> dict[str, Any] | None:
+                  plot: bool = True,
+                  restarts: list[int] | None = None) -> dict[str, Any] | None:
     """Evaluates the final parameters in ``out/params``, writes ``out/metrics.jsonl`` (and
     ``out/curves.png`` when ``plot``), and prints the summary table.
 
@@ -48,6 +49,8 @@ def summarise_run(exp: Any, out: Path, wall_time: float,
         out: the run's output directory.
         wall_time: seconds the run took.
         plot: draw the run's curves.
+        restarts: how many times the launcher restarted each peer (``restarts`` is their
+            sum and ``restarts_per_peer`` the list in the record); None: not recorded.
 
     Returns:
         The summary record, or None when no peer left parameters.
@@ -77,6 +80,9 @@ def summarise_run(exp: Any, out: Path, wall_time: float,
     }
     for key in Counters.__dataclass_fields__:
         record[key] = int(sum(r.get(key, 0) for r in records))
+    if restarts is not None:
+        record["restarts"] = sum(restarts)
+        record["restarts_per_peer"] = list(restarts)
     (out / "metrics.jsonl").write_text(json.dumps(record) + "\n")
     curves = write_run_curves(out) if plot else None
     print(summary_table(record, exp.model.metric_name))

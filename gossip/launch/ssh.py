@@ -5,17 +5,22 @@ ports from the hostfile (:mod:`gossip.launch.hostfile`), writes ``config.toml`` 
 ``peers.txt`` into a run directory on every host (``ssh HOST 'mkdir -p DIR && cat >
 DIR/FILE'``), with ``--keys`` also ``DIR/keys`` (a tar stream on stdin: every public key, the
 secret keys of the host's own peers; :mod:`gossip.launch.keys`), and starts each peer with one
-ssh::
+ssh (the commands: :mod:`gossip.launch.remote`)::
 
-    ssh -o BatchMode=yes HOST 'cd DIR && exec env NAME=VALUE ... gossip peer --id I
-        --peers DIR/peers.txt --config DIR/config.toml --log-level L --stream-metrics
-        --watch-stdin [--keys DIR/keys]'
+    ssh -o BatchMode=yes HOST 'cd DIR && echo $$ > peer-XXXX.pid && exec env NAME=VALUE ...
+        gossip peer --id I --peers DIR/peers.txt --config DIR/config.toml --log-level L
+        --stream-metrics --watch-stdin [--keys DIR/keys]'
 
 The peer prints each round's metrics record on stdout (``--stream-metrics``); those drive
 the progress bar and are kept in ``OUT/peer-XXXX.jsonl``; its other output and ssh's own
-go to ``OUT/logs/peer-XXXX.log``. When every ssh has exited, one ssh per host streams the
-peers' metrics and final parameters back as a tar archive, and the run is summarised as
-``gossip launch --local`` does (:func:`gossip.launch.local.report`).
+go to ``OUT/logs/peer-XXXX.log``. With ``--restarts K``, the ssh of a peer that fails is
+started again with ``--resume`` added, at most K times (:mod:`gossip.launch.supervise`).
+When every ssh has exited, one ssh per host streams the peers' metrics and final parameters
+back as a tar archive, one more stops any peer still running there and removes the run
+directory (unless ``--remote-dir`` named it), and the run is summarised as ``gossip launch
+--local`` does (:func:`gossip.launch.supervise.report`). A host where the ssh of every peer
+failed with ssh's own exit code 255 (and not because the launcher stopped it) is reported as
+lost, and not contacted again (:mod:`gossip.launch.remote_run`).
 
 Stopping: the launcher closes every ssh's stdin, so each remote peer sees EOF on its stdin
 and exits (``--watch-stdin``), then terminates the ssh processes (SIGTERM, SIGKILL after a
@@ -29,17 +34,13 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import secrets
 import selectors
 import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
-import tempfile
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,99 +48,28 @@ from gossip.config import Config, config_from_args
 from gossip.errors import ConfigError
 from gossip.launch.addresses import PORT_BASE
 from gossip.launch.hostfile import Host, Slot, assign, read_hostfile
-from gossip.launch.keys import REMOTE_KEYS, key_archive, launch_keys, unpack_keys_command
-from gossip.launch.local import (
+from gossip.launch.keys import launch_keys
+from gossip.launch.local import prepare_out
+from gossip.launch.remote import (
+    SshOptions,
+    forwarded_env,
+    peer_remote_command,
+    ssh_command,
+)
+from gossip.launch.remote_run import SetupError, clean_up, gather, lost_hosts, prepare_hosts
+from gossip.launch.supervise import (
     POLL_S,
     Child,
     die_with_parent,
-    prepare_out,
     report,
     supervise,
     terminate,
 )
 from gossip.outputs import with_out
 
-FORWARDED_ENV = ("JAX_PLATFORMS", "JAX_ENABLE_X64", "XLA_FLAGS", "OMP_NUM_THREADS",
-                 "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
-"""Variables passed on to the remote peers when set here (and every ``GOSSIP_*`` one)."""
-
 PATIENCE_S = 2.0  # after closing the ssh's stdin, time the remote peers get to exit
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SSH_FLAGS = {"port_base": "--port-base", "remote_dir": "--remote-dir", "ssh": "--ssh",
               "ssh_option": "--ssh-option", "remote_gossip": "--remote-gossip", "env": "--env"}
-
-
-@dataclasses.dataclass(frozen=True)
-class SshOptions:
-    """How to reach the hosts and start gossip there (the ``--hostfile`` flags)."""
-
-    ssh: str = "ssh"
-    ssh_options: tuple[str, ...] = ()
-    remote_gossip: str = "gossip"
-    remote_dir: str | None = None
-    port_base: int = PORT_BASE
-    env: tuple[str, ...] = ()
-
-
-# -- the commands (pure) ---------------------------------------------------------------------
-
-
-def forwarded_env(environ: Mapping[str, str], extra: Sequence[str] = ()) -> dict[str, str]:
-    """The variables the remote peers get: ``GOSSIP_*`` and :data:`FORWARDED_ENV` when set,
-    plus ``extra`` (``NAME``, taken from ``environ``, or ``NAME=VALUE``); sorted by name.
-
-    Raises:
-        ConfigError: a bad name, or ``NAME`` not set in ``environ``.
-    """
-    env = {k: v for k, v in environ.items() if k.startswith("GOSSIP_") or k in FORWARDED_ENV}
-    for spec in extra:
-        name, given, value = spec.partition("=")
-        if not _ENV_NAME.match(name):
-            raise ConfigError(f"--env {spec}: {name!r} is not a variable name")
-        if not given:
-            if name not in environ:
-                raise ConfigError(f"--env {name}: {name} is not set in this environment")
-            value = environ[name]
-        env[name] = value
-    return dict(sorted(env.items()))
-
-
-def ssh_command(opts: SshOptions, host: str, remote: str) -> list[str]:
-    """``ssh -o BatchMode=yes [-o OPT ...] HOST REMOTE`` (``--ssh`` is split like a shell)."""
-    extra = [arg for opt in opts.ssh_options for arg in ("-o", opt)]
-    return [*shlex.split(opts.ssh), "-o", "BatchMode=yes", *extra, host, remote]
-
-
-def _word(word: str) -> str:
-    """Quotes one word for the remote shell, leaving a leading ``~/`` to be expanded."""
-    if word.startswith("~/"):
-        return "~/" + shlex.quote(word[2:])
-    return shlex.quote(word)
-
-
-def peer_remote_command(slot: Slot, remote_dir: str, env: Mapping[str, str],
-                        remote_gossip: str, log_level: str, keys: bool = False) -> str:
-    """The remote shell command that runs one peer (every value quoted); with ``keys``, the
-    peer gets ``--keys remote_dir/keys``."""
-    args = ["peer", "--id", str(slot.peer), "--peers", f"{remote_dir}/peers.txt",
-            "--config", f"{remote_dir}/config.toml", "--log-level", log_level,
-            "--stream-metrics", "--watch-stdin"]
-    if keys:
-        args += ["--keys", f"{remote_dir}/{REMOTE_KEYS}"]
-    words = ["exec", "env", *(shlex.quote(f"{k}={v}") for k, v in env.items()),
-             *(_word(w) for w in shlex.split(remote_gossip)), *map(shlex.quote, args)]
-    return f"cd {shlex.quote(remote_dir)} && {' '.join(words)}"
-
-
-def write_file_command(remote_dir: str, name: str) -> str:
-    """The remote command that stores its stdin as ``remote_dir/name``."""
-    return f"mkdir -p {shlex.quote(remote_dir)} && cat > {shlex.quote(f'{remote_dir}/{name}')}"
-
-
-def gather_command(remote_dir: str, names: Sequence[str]) -> str:
-    """The remote command that writes a tar archive of ``names`` (in ``remote_dir``)."""
-    return f"cd {shlex.quote(remote_dir)} && tar -cf - {' '.join(map(shlex.quote, names))}"
-
 
 # -- following the peers' stdout -------------------------------------------------------------
 
@@ -159,6 +89,7 @@ class _Stream:
     child: Child
     metrics: IO[bytes]
     log: IO[bytes]
+    pipe: IO[bytes] | None = None
     partial: bytes = b""
 
     def take(self, data: bytes) -> int:
@@ -181,14 +112,24 @@ class _Streams:
     def __init__(self, out: Path):
         self.out = out
         self.selector = selectors.DefaultSelector()
-        self.streams: list[_Stream] = []
+        self.streams: dict[int, _Stream] = {}
+        self.rounds = 0  # rounds read outside a call, reported by the next one
 
     def add(self, child: Child) -> None:
-        stream = _Stream(child, (self.out / f"peer-{child.peer:04d}.jsonl").open("ab"),
-                         child.log.open("ab"))
-        os.set_blocking(child.proc.stdout.fileno(), False)
-        self.selector.register(child.proc.stdout, selectors.EVENT_READ, stream)
-        self.streams.append(stream)
+        """Follows the stdout of ``child.proc``; for a restarted child, after taking what is
+        left of the previous one's."""
+        stream = self.streams.get(child.peer)
+        if stream is None:
+            stream = _Stream(child, (self.out / f"peer-{child.peer:04d}.jsonl").open("ab"),
+                             child.log.open("ab"))
+            self.streams[child.peer] = stream
+        elif stream.pipe is not None:  # its writer has exited: what is left is buffered
+            key = self.selector.get_key(stream.pipe)
+            while stream.pipe is not None and self._read(key, drain=True) is not None:
+                pass
+        stream.pipe = child.proc.stdout
+        os.set_blocking(stream.pipe.fileno(), False)
+        self.selector.register(stream.pipe, selectors.EVENT_READ, stream)
 
     def __call__(self, children: list[Child]) -> int:
         if self.selector.get_map():
@@ -198,94 +139,38 @@ class _Streams:
         return self.poll_once()
 
     def poll_once(self) -> int:
-        """Reads what is ready now, without waiting."""
+        """Reads what is ready now, without waiting; returns the rounds newly completed."""
         ready = self.selector.select(0) if self.selector.get_map() else []
-        return sum(self._read(key) for key, _ in ready)
+        for key, _ in ready:
+            self._read(key)
+        rounds, self.rounds = self.rounds, 0
+        return rounds
 
-    def _read(self, key: selectors.SelectorKey) -> int:
+    def _read(self, key: selectors.SelectorKey, drain: bool = False) -> int | None:
+        """Reads once from a pipe (at EOF, stops following it); returns the bytes read, or
+        None when nothing was there. With ``drain``, also stops following it then."""
+        stream = key.data
         try:
             data = os.read(key.fd, 1 << 16)
         except BlockingIOError:
-            return 0
+            if not drain:
+                return None
+            data = b""  # a writer still holds it (an ssh helper): what is left is lost
         if not data:
             self.selector.unregister(key.fileobj)
-        return key.data.take(data)
+            key.fileobj.close()
+            stream.pipe = None
+        self.rounds += stream.take(data)
+        return len(data) if data else None
 
     def close(self) -> None:
         """Takes what is left in the pipes, then closes the files."""
         with contextlib.suppress(OSError):
             self.poll_once()
-        for stream in self.streams:
+        for stream in self.streams.values():
             stream.metrics.close()
             stream.log.close()
         self.selector.close()
-
-
-# -- the launcher ----------------------------------------------------------------------------
-
-
-class _SetupError(Exception):
-    """A host could not be prepared."""
-
-
-def _write_remote(opts: SshOptions, host: str, remote: str, data: bytes, what: str) -> None:
-    """Runs ``remote`` on ``host`` with ``data`` on its stdin; ``what`` names the target."""
-    run = subprocess.run(ssh_command(opts, host, remote), input=data,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
-    if run.returncode != 0:
-        why = (run.stderr.decode(errors="replace").strip().splitlines() or ["(no message)"])[-1]
-        raise _SetupError(f"cannot write {what} on host {host} "
-                          f"(exit code {run.returncode}): {why}")
-
-
-def _gather_host(opts: SshOptions, host: str, remote_dir: str, names: list[str],
-                 out: Path) -> set[str]:
-    """Extracts ``names`` from the host's run directory into ``out``; returns those it got."""
-    wanted, got = set(names), set()
-    with tempfile.TemporaryFile() as err, subprocess.Popen(
-            ssh_command(opts, host, gather_command(remote_dir, names)),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err) as proc:
-        try:
-            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-                for member in tar:
-                    if member.name in wanted and member.isfile():
-                        tar.extract(member, out, filter="data")
-                        got.add(member.name)
-        except tarfile.TarError:
-            pass  # nothing usable came (the host is gone); said below
-        finally:
-            proc.stdout.close()
-            proc.wait()
-        if got != wanted:
-            err.seek(0)
-            why = err.read().decode(errors="replace").strip().splitlines()
-            print(f"gossip launch: host {host} did not send {' '.join(sorted(wanted - got))} "
-                  f"(exit code {proc.returncode}{': ' + why[0] if why else ''})",
-                  file=sys.stderr)
-    return got
-
-
-def gather(opts: SshOptions, slots: list[Slot], children: list[Child], remote_dir: str,
-           out: Path) -> None:
-    """Fetches the hosts' metrics files, and the parameters of the peers that finished, into
-    ``out``. Never raises for a host that is gone; a host whose every ssh failed to connect
-    (exit 255) is skipped."""
-    status = {c.peer: c.proc.returncode for c in children}
-    by_host: dict[str, list[int]] = {}
-    for s in slots:
-        if s.peer in status:
-            by_host.setdefault(s.host, []).append(s.peer)
-    for host, peers in by_host.items():
-        if all(status[i] == 255 for i in peers):
-            print(f"gossip launch: host {host} unreachable; nothing gathered from it",
-                  file=sys.stderr)
-            continue
-        names = [f"peer-{i:04d}.jsonl" for i in peers]
-        names += [f"params/peer-{i:04d}.npz" for i in peers if status[i] == 0]
-        try:
-            _gather_host(opts, host, remote_dir, names, out)
-        except OSError as e:
-            print(f"gossip launch: could not gather from host {host}: {e}", file=sys.stderr)
 
 
 def check_options(opts: SshOptions) -> str:
@@ -312,12 +197,17 @@ def check_options(opts: SshOptions) -> str:
     return remote_dir
 
 
+# -- the launcher ----------------------------------------------------------------------------
+
+
 def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bool = True,
-               log_level: str = "warning", keys: str | None = None, plot: bool = True) -> int:
+               log_level: str = "warning", keys: str | None = None, plot: bool = True,
+               restarts: int = 0) -> int:
     """Runs ``config.peers`` peers on ``hosts``; see the module docstring.
 
     ``keys`` is ``--keys``: a directory of CURVE keys, or ``"auto"`` (fresh ones in
     ``OUT/keys``); None: no encryption. ``plot``: draw ``OUT/curves.png`` at the end.
+    ``restarts`` is ``--restarts``: how many times a failed peer is started again.
 
     Returns:
         The exit status: 0 when every peer finished, 1 when one failed or a host could not
@@ -338,35 +228,40 @@ def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bo
     for name, text in files.items():
         (out / name).write_text(text)
     print(f"gossip launch: run directory on the hosts: {remote_dir}", file=sys.stderr)
+    prepared: list[str] = []
     try:
-        for host in hosts:
-            for name, text in files.items():
-                _write_remote(opts, host.name, write_file_command(remote_dir, name),
-                              text.encode(), f"{remote_dir}/{name}")
-            if keys_dir:
-                own = [s.peer for s in slots if s.host == host.name]
-                _write_remote(opts, host.name, unpack_keys_command(remote_dir),
-                              key_archive(keys_dir, config.peers, own),
-                              f"{remote_dir}/{REMOTE_KEYS}")
-    except _SetupError as e:
+        prepare_hosts(opts, hosts, slots, remote_dir, files, keys_dir, config.peers,
+                       prepared)
+    except SetupError as e:
         print(f"gossip launch: {e}", file=sys.stderr)
+        clean_up(opts, prepared[:-1], remote_dir, lost=[])
         return 1
 
     streams = _Streams(out)
+    by_peer = {s.peer: s for s in slots}
+
+    def run_peer(slot: Slot, log: Path, resume: bool) -> subprocess.Popen:
+        remote = peer_remote_command(slot, remote_dir, env, opts.remote_gossip, log_level,
+                                     keys=keys_dir is not None, resume=resume)
+        with log.open("ab") as sink:
+            return subprocess.Popen(ssh_command(opts, slot.host, remote),
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=sink, start_new_session=True,
+                                    preexec_fn=die_with_parent)
 
     def start(children: list[Child]) -> None:
         for slot in slots:
             log = out / "logs" / f"peer-{slot.peer:04d}.log"
             log.write_bytes(b"")
-            remote = peer_remote_command(slot, remote_dir, env, opts.remote_gossip, log_level,
-                                         keys=keys_dir is not None)
-            with log.open("ab") as sink:
-                proc = subprocess.Popen(ssh_command(opts, slot.host, remote),
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=sink, start_new_session=True,
-                                        preexec_fn=die_with_parent)
-            children.append(Child(slot.peer, proc, log, host=slot.host))
+            children.append(Child(slot.peer, run_peer(slot, log, resume=False), log,
+                                  host=slot.host))
             streams.add(children[-1])
+
+    def restart(child: Child) -> None:
+        with child.log.open("ab") as log:
+            log.write(f"gossip launch: restarting peer {child.peer} (--resume)\n".encode())
+        child.proc = run_peer(by_peer[child.peer], child.log, resume=True)
+        streams.add(child)
 
     def stop(children: list[Child]) -> None:
         for c in children:
@@ -377,11 +272,13 @@ def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bo
     begin = time.perf_counter()
     try:
         status, children = supervise(config.peers, config.rounds, progress, start, streams,
-                                     stop)
+                                     stop, restart=restart, max_restarts=restarts)
     finally:
         streams.close()
     wall_time = time.perf_counter() - begin
-    gather(opts, slots, children, remote_dir, out)
+    lost = lost_hosts(slots, children)
+    gather(opts, slots, children, remote_dir, out, lost)
+    clean_up(opts, [h.name for h in hosts], remote_dir, lost)
     return report(status, children, exp, out, wall_time, plot=plot)
 
 
@@ -433,4 +330,5 @@ def run_hostfile_command(args: argparse.Namespace) -> int:
     config = with_out(config_from_args(args, fixed={"peers": sum(h.slots for h in hosts)}),
                       "launch")
     return launch_ssh(config, hosts, options_from_args(args), progress=not args.no_progress,
-                      log_level=args.log_level, keys=args.keys, plot=not args.no_plot)
+                      log_level=args.log_level, keys=args.keys, plot=not args.no_plot,
+                      restarts=args.restarts)
