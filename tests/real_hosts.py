@@ -50,6 +50,7 @@ PROGRAMS = ("ip", "nsenter", "unshare", "ssh", "ssh-keygen", "/usr/sbin/sshd", "
             "slurmctld", "slurmd", "sbatch", "srun", "scancel", "squeue", "sinfo", "mpirun")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 VENV = "/opt/venv"  # where the hosts see the tests' virtual environment
+REPO = Path(__file__).resolve().parent.parent  # the checkout the tests run from
 
 
 def missing() -> list[str]:
@@ -182,6 +183,12 @@ class Cluster:
         """Where this process sees the private ``/tmp`` of compute host ``host``."""
         return self.base / "hosts" / host / "tmp"
 
+    def tmp_files(self, host: str) -> list[str]:
+        """The entries of compute host ``host``'s ``/tmp``, less the mount point of a
+        checkout under ``/tmp`` (see ``_holder``)."""
+        ours = REPO.relative_to("/tmp").parts[0] if REPO.is_relative_to("/tmp") else None
+        return sorted(p.name for p in self.tmp(host).iterdir() if p.name != ours)
+
     @contextlib.contextmanager
     def paced(self, rate: str) -> Iterator[None]:
         """Limits what every compute host sends, to the others and to itself, to ``rate``
@@ -213,7 +220,13 @@ def _holder(netns: str, name: str, base: Path, venv: Path, private_tmp: bool
               "mount -t tmpfs -o mode=0755 gossip-opt /opt",
               f"mkdir {VENV}", f"mount --bind {venv} {VENV}"]
     if private_tmp:
-        mounts.append(f"mount --bind {own}/tmp /tmp")
+        if REPO.is_relative_to("/tmp"):
+            # A checkout under /tmp (CI's clone may be) stays visible at its own path: the
+            # editable install of the tests' virtual environment imports gossip from it.
+            inside = own / "tmp" / REPO.relative_to("/tmp")
+            inside.mkdir(parents=True)
+            mounts.append(f"mount --bind {REPO} {inside}")
+        mounts.append(f"mount --rbind {own}/tmp /tmp")
     script = " && ".join([*mounts, "echo ready", "exec sleep infinity"])
     # not `ip netns exec`: it remounts /sys, which hides the cgroup file systems slurmd needs
     proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{netns}", "--", "unshare", "--uts",

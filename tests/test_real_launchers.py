@@ -73,7 +73,7 @@ def cluster(hosts: Hosts) -> Iterator[Cluster]:
     yield hosts.cluster
     for node in hosts.cluster.nodes:
         wait_until(lambda n=node: not n.peers(), 30, f"the peers on {node.name} to exit")
-        assert sorted(p.name for p in hosts.cluster.tmp(node.name).iterdir()) == []
+        assert hosts.cluster.tmp_files(node.name) == []
 
 
 # -- gossip launch --hostfile over real ssh ----------------------------------------------------
@@ -198,7 +198,7 @@ def test_ctrl_c_stops_every_remote_peer_and_removes_the_run_directories(cluster)
     assert launch.wait(timeout=120) == 130, launch.log[-3000:]
     for node in cluster.nodes:  # at once: the launcher has cleaned up before exiting
         assert node.peers() == {}
-        assert list(cluster.tmp(node.name).iterdir()) == []
+        assert cluster.tmp_files(node.name) == []
     assert "stopped; all 4 peers terminated" in launch.log
     assert "unreachable" not in launch.log and "lost host" not in launch.log
 
