@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from netns import Network, bridged_namespaces, netns_available
@@ -287,6 +287,21 @@ def real_hosts(names: Sequence[str], tag: str) -> Iterator[Cluster]:
 # -- daemons ---------------------------------------------------------------------------------
 
 
+def _stop(procs: Iterable[subprocess.Popen]) -> None:
+    """Stops process groups: SIGTERM to all, then SIGKILL to any still there after 10 s."""
+    procs = list(procs)
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @contextlib.contextmanager
 def _daemon(cluster: Cluster, host: str, argv: Sequence[str], log: Path
             ) -> Iterator[subprocess.Popen]:
@@ -295,14 +310,7 @@ def _daemon(cluster: Cluster, host: str, argv: Sequence[str], log: Path
     try:
         yield proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop([proc])
 
 
 def _keygen(path: Path, comment: str) -> str:
@@ -361,16 +369,7 @@ class Sshd:
 
     def stop(self) -> None:
         """Stops every sshd (SIGTERM, then SIGKILL)."""
-        for proc in self.procs.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        _stop(self.procs.values())
         self.procs.clear()
 
 
