@@ -27,6 +27,8 @@ CASES = [
     ("one_peer_exponential", "d2", 2, LEAST_SQUARES_SGD),
     ("ring", "qg_dsgdm", 1, LEAST_SQUARES_SGD),
     ("ring", "choco", 1, [*LEAST_SQUARES_SGD, "--compress", "rand_k", "--compress-ratio", "0.2"]),
+    # The outer optimizer (DiLoCo over gossip): Nesterov on the gossip-averaged change.
+    ("ring", "local_sgd", 2, [*LEAST_SQUARES, "--outer-optimizer", "nesterov"]),
 ]
 
 
