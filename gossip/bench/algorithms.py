@@ -65,8 +65,7 @@ COMPRESSION_VARIANTS: list[tuple[str, dict[str, Any]]] = [
       for op, keys in OPERATORS],
 ]
 # The variants of the larger grids (64 peers, the CNN): a run there costs 5-10x more.
-CORE_VARIANTS = ["full (dpsgd)", "choco top_k 1%", "choco top_k 10%", "choco int8",
-                 "naive top_k 10% no EF"]
+CORE_VARIANTS = ["full (dpsgd)", "choco top_k 1%", "choco top_k 10%", "naive top_k 10% no EF"]
 
 # D-PSGD and QG-DSGDm: lr 0.05 with momentum 0.9; gradient tracking and D² have no momentum
 # and take its effective step, 0.05 / (1 - 0.9) = 0.5 (at 0.05 they were 8-10 points lower

@@ -11,12 +11,15 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gossip.config import add_config_flags, config_from_args
 from gossip.launch import ssh as ssh_launch
 from gossip.launch.addresses import PORT_BASE
 from gossip.outputs import with_out
+
+if TYPE_CHECKING:
+    from gossip.rules import GossipRule
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -82,12 +85,29 @@ def run_peer_command(args: argparse.Namespace) -> int:
     print(f"gossip peer {peer_id}: {last['round']} rounds in {last['time']:.1f} s, {metric}"
           f"{last['messages_received']} messages received, {last['messages_missing']} missing, "
           f"{last['messages_rejected']} rejected, {last['mixes_discarded']} mixes discarded")
-    if not last.get("params_finite", True):
-        logging.getLogger("gossip.peer").error(
-            "the parameters are not finite at the end of the run (NaN or Inf): the run failed")
-        print(f"gossip peer {peer_id}: FAILED: parameters not finite")
+    failure = run_failure(last, task.rule)
+    if failure:
+        logging.getLogger("gossip.peer").error("%s: the run failed", failure)
+        print(f"gossip peer {peer_id}: FAILED: {failure}")
         return 3
     return 0
+
+
+def run_failure(last: dict[str, Any], rule: GossipRule) -> str | None:
+    """Why a finished run's state is broken, from its last metrics record; None if it is not.
+
+    Non-finite parameters break any run. A rule that needs every message (``rule.static``:
+    Choco's Σ_j w_ij x̂_j must match its neighbours' public copies) is out of sync for good
+    once one message went missing or was rejected.
+    """
+    if not last.get("params_finite", True):
+        return "the parameters are not finite at the end of the run (NaN or Inf)"
+    lost = last.get("messages_missing", 0) + last.get("messages_rejected", 0)
+    if rule.static and lost:
+        return (f"rule {rule.name!r} needs every message, and {lost} went missing or were "
+                "rejected: its copies of the neighbours' public parameters are out of sync "
+                "(a longer --round-deadline, or a rule that tolerates losses)")
+    return None
 
 
 def run_launch_command(args: argparse.Namespace) -> int:
