@@ -24,6 +24,7 @@ CASES = [
     # messages (rand-k: uint8 indices and float32 values) travel as such, their indices
     # drawn from each peer's key of the round in both drivers alike.
     ("ring", "gradient_tracking", 1, LEAST_SQUARES_SGD),
+    ("epidemic", "push_diging", 1, LEAST_SQUARES_SGD),
     ("one_peer_exponential", "d2", 2, LEAST_SQUARES_SGD),
     ("ring", "qg_dsgdm", 1, LEAST_SQUARES_SGD),
     ("ring", "choco", 1, [*LEAST_SQUARES_SGD, "--compress", "rand_k", "--compress-ratio", "0.2"]),

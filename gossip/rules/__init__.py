@@ -17,6 +17,7 @@ from gossip.rules.base import (
 from gossip.rules.choco import ChocoState, choco, compressed_dpsgd
 from gossip.rules.dpsgd import dpsgd, local_sgd
 from gossip.rules.outer import OUTER_OPTIMIZERS, OuterState, outer
+from gossip.rules.push_diging import PushDigingPayload, PushDigingState, push_diging
 from gossip.rules.push_sum import PushSumPayload, PushSumState, push_sum
 from gossip.rules.tracking import (
     D2State,
@@ -49,6 +50,7 @@ RULES: dict[str, Callable[..., GossipRule]] = {
                                             o.get("compress_ratio", 0.01),
                                             o.get("consensus_step", 0.0)),
     "gradient_tracking": lambda local_steps, **o: gradient_tracking(local_steps),
+    "push_diging": lambda local_steps, **o: push_diging(local_steps),
     "d2": lambda local_steps, **o: d2(local_steps),
     "qg_dsgdm": lambda local_steps, **o: qg_dsgdm(local_steps, o.get("momentum", 0.9)),
 }
@@ -61,7 +63,7 @@ OUTER_RULES = ("dpsgd", "local_sgd")
 PLAIN_SGD_RULES = ("qg_dsgdm",)
 
 # Topology weights each rule expects when the user names none (None: the topology's default).
-DEFAULT_WEIGHTS: dict[str, str | None] = {"push_sum": "push"}
+DEFAULT_WEIGHTS: dict[str, str | None] = {"push_sum": "push", "push_diging": "push"}
 
 
 def make_rule(name: str, local_steps: int = 1, *, compress: str = "none",
@@ -133,6 +135,8 @@ __all__ = [
     "D2State",
     "GossipRule",
     "OuterState",
+    "PushDigingPayload",
+    "PushDigingState",
     "PushSumPayload",
     "PushSumState",
     "QGState",
@@ -148,6 +152,7 @@ __all__ = [
     "local_sgd",
     "make_rule",
     "outer",
+    "push_diging",
     "push_sum",
     "qg_dsgdm",
     "renormalised_average",
