@@ -51,6 +51,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         algo.add_argument("--quick", action="store_true",
                           help="the quick preset (one task, n=16, one seed, short runs)")
         algo.add_argument("--out", required=True, metavar="DIR", help="output directory")
+        algo.add_argument("--report-only", action="store_true",
+                          help="run nothing: rebuild the report and plots from "
+                               "OUT/results.json")
     parser.set_defaults(func=run)
     return parser
 
@@ -65,8 +68,12 @@ def run(args: argparse.Namespace) -> int:
         The exit code; user errors raise ``ConfigError``.
     """
     if args.suite in ("compression", "heterogeneity"):
-        from gossip.bench.algorithms import run_algorithm_bench  # JAX and the model zoo
+        from gossip.bench.algorithms import rerender, run_algorithm_bench  # JAX, the zoo
 
+        if args.report_only:
+            rerender(args.out)
+            print(f"report: {args.out}/report.md")
+            return 0
         command = " ".join([f"gossip bench {args.suite}", *(["--quick"] if args.quick else []),
                             "--out", shlex.quote(args.out)])
         run_algorithm_bench(args.suite, args.quick, args.out, command,

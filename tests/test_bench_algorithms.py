@@ -2,7 +2,7 @@
 
 import json
 
-from gossip.bench.algorithms import consensus_check, run_algorithm_bench
+from gossip.bench.algorithms import consensus_check, rerender, run_algorithm_bench
 
 SMALL_MLP = {"model_options": {"hidden": [16]}}
 TINY_COMPRESSION = {"grids": [{"task": "digits-mlp", "keys": SMALL_MLP, "peers": 4,
@@ -35,6 +35,8 @@ def test_heterogeneity_bench_reports_the_drop_and_the_recovery(tmp_path):
     out = tmp_path / "h"
     run_algorithm_bench("heterogeneity", True, out, "test", lambda line: None,
                         preset=TINY_HETEROGENEITY)
+    (out / "report.md").unlink()
+    rerender(out)  # --report-only: the report comes back from results.json alone
     report = (out / "report.md").read_text()
     for method in ("dpsgd + momentum", "gradient_tracking"):
         assert method in report
@@ -46,3 +48,11 @@ def test_heterogeneity_bench_reports_the_drop_and_the_recovery(tmp_path):
 def test_the_choco_consensus_check_decays():
     errors = consensus_check(5, 50, 300, "top_k", 0.1, 0.1, every=100)
     assert errors[-1] < 0.1 * errors[0]
+
+
+def test_report_only_without_results_is_one_line(tmp_path, capsys):
+    from gossip.cli import main
+
+    assert main(["bench", "compression", "--report-only", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--report-only needs the results of an earlier run" in err[0]

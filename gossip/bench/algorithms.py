@@ -33,6 +33,7 @@ import optax
 
 from gossip.bench.algorithm_reports import write_report
 from gossip.config import resolve
+from gossip.errors import ConfigError
 from gossip.experiment import build_experiment
 from gossip.rules import make_rule
 from gossip.sim.simulator import PeerData, make_simulator
@@ -199,6 +200,19 @@ def run_heterogeneity(preset: dict[str, Any], log: Log) -> dict[str, Any]:
                     f"{records[-1]['local_acc_mean']:.3f}")
     return {"suite": "heterogeneity", "preset": preset, "runs": runs,
             "wall_time_s": time.perf_counter() - start}
+
+
+def rerender(out_dir: str | Path) -> dict[str, Any]:
+    """Rebuilds ``report.md`` and the figures from ``OUT/results.json``; returns the results."""
+    out = Path(out_dir)
+    path = out / "results.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--report-only needs the results of an earlier run: cannot read "
+                          f"{path}: {e}") from None
+    write_report(results, out)
+    return results
 
 
 def run_algorithm_bench(suite: str, quick: bool, out_dir: str | Path, command: str,
