@@ -40,6 +40,11 @@ class Config:
     outer_optimizer: str = "none"
     outer_lr: float = 0.7
     outer_momentum: float = 0.9
+    robust: str = "none"
+    robust_f: int = 1
+    byzantine: int = 0
+    attack: str = "none"
+    attack_scale: float = 0.0
     dataset: str = "digits"
     dataset_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     partition: str = "default"
@@ -126,6 +131,14 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any]) -> Config:
         raise ConfigError(f"heartbeat_timeout ({config.heartbeat_timeout}) must be longer than "
                           f"heartbeat_interval ({config.heartbeat_interval})")
     check_int("checkpoint_every (0: never)", config.checkpoint_every, 0)
+    check_int("robust_f", config.robust_f, 0)
+    check_int("byzantine", config.byzantine, 0)
+    if config.byzantine >= config.peers:
+        raise ConfigError(f"byzantine must be less than peers ({config.peers}): at least one "
+                          f"peer must be honest, got {config.byzantine}")
+    if config.attack_scale < 0:
+        raise ConfigError(f"attack_scale must be >= 0 (0: the attack's default), got "
+                          f"{config.attack_scale}")
     return config
 
 
@@ -164,6 +177,14 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "outer optimizer over gossip, DiLoCo (rules dpsgd, local_sgd)"),
     ("--outer-lr", "outer_lr", float, "outer learning rate"),
     ("--outer-momentum", "outer_momentum", float, "outer momentum"),
+    ("--robust", "robust", str, "robust aggregation replacing the mix (rules dpsgd, "
+                                "dpsgd_cta, local_sgd; docs/robustness.md)"),
+    ("--robust-f", "robust_f", int, "Byzantine in-neighbours the robust aggregation "
+                                    "tolerates (clip's radius, trimmed_mean's trim)"),
+    ("--byzantine", "byzantine", int, "number of attackers, drawn from the seed (with "
+                                      "--attack; docs/robustness.md)"),
+    ("--attack", "attack", str, "what the attackers send; gossip peer: this peer attacks"),
+    ("--attack-scale", "attack_scale", float, "strength of the attack (0: its default)"),
     ("--dataset", "dataset", str, "dataset (docs/data.md)"),
     ("--model", "model", str, "model (docs/models.md)"),
     ("--rounds", "rounds", int, "communication rounds"),
@@ -191,7 +212,8 @@ _FLAGS: list[tuple[str, str, type, str]] = [
 ]
 _METAVARS = {"peers": "N", "topology": "NAME", "weights": "NAME", "rule": "NAME",
              "compress": "NAME", "compress_ratio": "R", "outer_optimizer": "NAME",
-             "outer_lr": "LR", "outer_momentum": "M",
+             "outer_lr": "LR", "outer_momentum": "M", "robust": "NAME", "robust_f": "F",
+             "byzantine": "K", "attack": "NAME", "attack_scale": "S",
              "dataset": "NAME", "model": "NAME", "rounds": "R", "local_steps": "H",
              "batch_size": "B", "lr": "LR", "optimizer": "NAME", "momentum": "M",
              "partition": "NAME", "alpha": "A", "seed": "S", "out": "DIR", "eval_every": "K",

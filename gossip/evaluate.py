@@ -68,7 +68,8 @@ def optimum_distances(params: Params, optimum: jax.Array) -> tuple[jax.Array, ja
 
 
 def make_evaluator(metric_fn: MetricFn, loss_fn: MetricFn, peer_chunk: int = 64,
-                   optimum: Any = None) -> Callable[..., dict[str, jax.Array]]:
+                   optimum: Any = None, honest: Any = None
+                   ) -> Callable[..., dict[str, jax.Array]]:
     """Builds a jitted ``evaluate(params, x_test, y_test) -> dict``.
 
     Args:
@@ -77,6 +78,9 @@ def make_evaluator(metric_fn: MetricFn, loss_fn: MetricFn, peer_chunk: int = 64,
         peer_chunk: local models evaluated at once (bounds memory for many peers).
         optimum: None, or ``x*`` (P,) in the coordinates of ``flat_params`` (the dataset's
             ``optimum``, see ``gossip.experiment.model_optimum``).
+        honest: None, or (N,) bool, the honest peers of a run with attackers: then also
+            ``honest_avg_model_metric`` (), the metric of the honest peers' average model,
+            and ``honest`` (N,), the mask.
 
     Returns:
         A function of stacked params (leaves (N, ...)) and a test set giving
@@ -85,6 +89,7 @@ def make_evaluator(metric_fn: MetricFn, loss_fn: MetricFn, peer_chunk: int = 64,
         ``opt_distance_max`` () (``optimum_distances``).
     """
     target = None if optimum is None else jnp.asarray(optimum, jnp.float32)
+    mask = None if honest is None else jnp.asarray(honest, bool)
 
     @jax.jit
     def evaluate(params: Params, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
@@ -94,6 +99,12 @@ def make_evaluator(metric_fn: MetricFn, loss_fn: MetricFn, peer_chunk: int = 64,
                "avg_model_loss": loss_fn(avg, x, y),
                "local_metric": local,
                "consensus_distance": consensus_distance(params)}
+        if mask is not None:
+            share = mask.astype(jnp.float32) / jnp.sum(mask)
+            honest_avg = jax.tree.map(
+                lambda x: jnp.tensordot(share.astype(x.dtype), x, axes=1), params)
+            out["honest_avg_model_metric"] = metric_fn(honest_avg, x, y)
+            out["honest"] = mask
         if target is not None:
             out["opt_distance"], out["opt_distance_max"] = optimum_distances(params, target)
         return out
@@ -109,7 +120,9 @@ def evaluation_record(ev: dict[str, Any], short: str) -> dict[str, float]:
         short: the metric's short name, ``"acc"`` or ``"rmse"``.
 
     Returns:
-        The keys below; ``opt_distance`` and ``opt_distance_max`` only when ``ev`` has them.
+        The keys below; ``opt_distance`` and ``opt_distance_max`` only when ``ev`` has them;
+        ``honest_avg_model_<short>``, ``honest_<short>_mean`` and ``honest_<short>_min``
+        (the honest peers only) when it has ``honest``.
     """
     local = np.asarray(ev["local_metric"])
     record = {f"avg_model_{short}": float(ev["avg_model_metric"]),
@@ -118,6 +131,11 @@ def evaluation_record(ev: dict[str, Any], short: str) -> dict[str, float]:
               f"local_{short}_min": float(local.min()),
               f"local_{short}_max": float(local.max()),
               "consensus_distance": float(ev["consensus_distance"])}
+    if "honest" in ev:
+        mine = local[np.asarray(ev["honest"], bool)]
+        record[f"honest_avg_model_{short}"] = float(ev["honest_avg_model_metric"])
+        record[f"honest_{short}_mean"] = float(mine.mean())
+        record[f"honest_{short}_min"] = float(mine.min())
     for key in ("opt_distance", "opt_distance_max"):
         if key in ev:
             record[key] = float(ev[key])

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gossip.attacks import ATTACKS, Attack, make_attack, pick_attackers
 from gossip.compress import COMPRESSORS
 from gossip.config import Config
 from gossip.data import DATASETS, SCHEMES, Dataset, dataset_partition, load_dataset
@@ -26,6 +27,8 @@ from gossip.rules import (
     DEFAULT_WEIGHTS,
     OUTER_OPTIMIZERS,
     PLAIN_SGD_RULES,
+    ROBUST,
+    ROBUST_RULES,
     RULES,
     GossipRule,
     check_weights,
@@ -50,6 +53,9 @@ class Experiment:
         optimizer: the optax optimizer.
         rule: the gossip rule.
         topology: the communication topology.
+        attack: the attack (``config.attack``), or None.
+        attackers: (K,) the attackers of the run (``config.byzantine`` of them, drawn from
+            the seed); empty when there are none.
     """
 
     config: Config
@@ -59,6 +65,16 @@ class Experiment:
     optimizer: optax.GradientTransformation
     rule: GossipRule
     topology: Topology
+    attack: Attack | None = None
+    attackers: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros((0,), np.int64))
+
+    @property
+    def honest(self) -> np.ndarray:
+        """(N,) bool: which peers are honest."""
+        mask = np.ones(self.config.peers, bool)
+        mask[self.attackers] = False
+        return mask
 
 
 def topology_weights(config: Config) -> str | None:
@@ -73,7 +89,8 @@ def config_choices() -> dict[str, list[str]]:
     return {"topology": list(TOPOLOGIES), "weights": ["default", *WEIGHTS],
             "rule": list(RULES), "dataset": list(DATASETS), "model": list(MODELS),
             "optimizer": list(OPTIMIZERS), "partition": list(SCHEMES),
-            "compress": ["none", *COMPRESSORS], "outer_optimizer": ["none", *OUTER_OPTIMIZERS]}
+            "compress": ["none", *COMPRESSORS], "outer_optimizer": ["none", *OUTER_OPTIMIZERS],
+            "robust": ["none", *ROBUST], "attack": ["none", *ATTACKS]}
 
 
 def build_experiment(config: Config) -> Experiment:
@@ -87,7 +104,9 @@ def build_experiment(config: Config) -> Experiment:
                      error_feedback=config.error_feedback,
                      consensus_step=config.consensus_step, momentum=config.momentum,
                      outer_optimizer=config.outer_optimizer, outer_lr=config.outer_lr,
-                     outer_momentum=config.outer_momentum)
+                     outer_momentum=config.outer_momentum, robust_mix=config.robust,
+                     robust_f=config.robust_f)
+    attack = check_attack(config)
     if config.rule in PLAIN_SGD_RULES and config.optimizer != "sgd":
         raise ConfigError(f"rule {config.rule!r} keeps its own momentum (--momentum); use "
                           f"--optimizer sgd, not {config.optimizer!r}")
@@ -104,7 +123,46 @@ def build_experiment(config: Config) -> Experiment:
                        **config.model_options)
     shards = dataset_partition(dataset, config.peers, config.partition, seed=config.seed,
                                alpha=config.alpha, shards_per_peer=config.shards_per_peer)
-    return Experiment(config, dataset, shards, model, optimizer, rule, topology)
+    return Experiment(config, dataset, shards, model, optimizer, rule, topology, attack,
+                      pick_attackers(config.peers, config.byzantine, config.seed))
+
+
+def check_attack(config: Config) -> Attack | None:
+    """The run's attack, or None; checks ``byzantine``, ``attack`` and the rule agree.
+
+    ``attack`` without ``byzantine`` is valid here (``gossip peer --attack NAME``: this
+    peer attacks); ``gossip sim`` and ``gossip launch`` refuse it (:func:`check_attackers`).
+
+    Raises:
+        ConfigError: an unknown attack, ``byzantine`` without an attack, or an attack on a
+            rule whose message is not its parameters.
+    """
+    if config.attack == "none":
+        if config.byzantine:
+            raise ConfigError(f"byzantine = {config.byzantine} needs an attack (--attack "
+                              f"NAME; one of: {', '.join(ATTACKS)})")
+        if config.attack_scale:
+            raise ConfigError("attack_scale needs an attack (--attack NAME)")
+        return None
+    attack = make_attack(config.attack, config.attack_scale)
+    if config.rule not in ROBUST_RULES or config.compress != "none":
+        raise ConfigError(f"attack {config.attack!r} forges a message that is the model, so it "
+                          f"needs rule {', '.join(ROBUST_RULES)} without --compress, not rule "
+                          f"{config.rule!r}" + (f" with --compress {config.compress}"
+                                               if config.compress != "none" else ""))
+    return attack
+
+
+def check_attackers(config: Config) -> None:
+    """A run of every peer (``gossip sim``, ``gossip launch``) with an attack names how
+    many peers attack.
+
+    Raises:
+        ConfigError: ``attack`` set and ``byzantine`` 0.
+    """
+    if config.attack != "none" and not config.byzantine:
+        raise ConfigError(f"attack {config.attack!r} needs --byzantine K (1 <= K < "
+                          f"{config.peers}): the number of attackers")
 
 
 def model_optimum(exp: Experiment) -> np.ndarray | None:

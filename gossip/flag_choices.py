@@ -21,6 +21,6 @@ def _names(key: str) -> Callable[[], list[str]]:
 CHOICES: dict[str, Callable[[], list[str]]] = {
     key: _names(key)
     for key in ("topology", "weights", "rule", "dataset", "model", "optimizer", "partition",
-                "compress", "outer_optimizer")
+                "compress", "outer_optimizer", "robust", "attack")
 }
 """Config key -> a function listing its valid values."""

@@ -19,6 +19,7 @@ from gossip.evaluate import evaluation_record, make_evaluator
 from gossip.experiment import (
     Experiment,
     build_experiment,
+    check_attackers,
     init_stacked_params,
     model_optimum,
     stack_shards,
@@ -26,6 +27,8 @@ from gossip.experiment import (
 from gossip.outputs import make_out, with_out
 from gossip.plots import write_run_curves
 from gossip.pytree import save_npz, tree_nbytes
+from gossip.rules import RobustState
+from gossip.sim.byzantine import make_adversary
 from gossip.sim.sharding import peer_sharding, shard_peers
 from gossip.sim.simulator import DEFAULT_PEER_CHUNK, make_simulator
 from gossip.summary_table import METRIC_SHORT, summary_table
@@ -69,9 +72,13 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
     data = shard_peers(stack_shards(exp.dataset, exp.shards), sharding)
     x_test, y_test = jnp.asarray(exp.dataset.x_test), jnp.asarray(exp.dataset.y_test)
     # A sharded peer axis stays whole: chunking it would reshape across devices.
+    attacked = exp.attack is not None and len(exp.attackers) > 0
+    adversary = (make_adversary(exp.attack, exp.attackers, cfg.peers) if attacked else None)
     sim = make_simulator(exp.model.loss, exp.optimizer, exp.rule, cfg.batch_size,
-                         peer_chunk=None if sharding else DEFAULT_PEER_CHUNK)
-    evaluate = make_evaluator(exp.model.metric, exp.model.loss, optimum=model_optimum(exp))
+                         peer_chunk=None if sharding else DEFAULT_PEER_CHUNK,
+                         adversary=adversary)
+    evaluate = make_evaluator(exp.model.metric, exp.model.loss, optimum=model_optimum(exp),
+                              honest=exp.honest if attacked else None)
     state = shard_peers(sim.init(init_stacked_params(exp, init_key)), sharding)
     msg_bytes = message_nbytes(exp, state.params)
     short = METRIC_SHORT[exp.model.metric_name]
@@ -104,6 +111,9 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
                 "bytes_sent": bytes_sent,
                 "messages_sent": messages_sent,
             }
+            if isinstance(state.rule_state, RobustState):
+                record["robust_flagged"] = int(np.sum(jax.device_get(
+                    state.rule_state.flagged)[exp.honest]))
             bar.set_postfix({"loss": f"{record['loss']:.3f}",
                              short: f"{record[f'avg_model_{short}']:.3f}"})
             if sink:
@@ -136,6 +146,7 @@ def run_simulation(config: Config, progress: bool = True, plot: bool = True) -> 
         The last metrics record.
     """
     config = with_out(config, "sim")
+    check_attackers(config)
     return run_experiment(build_experiment(config), progress=progress, plot=plot)
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = ["round", "training", "rules", "compress", "topology", "wire", "data", "evaluate",
+CORE = ["round", "training", "attacks", "rules", "compress", "topology", "wire", "data", "evaluate",
         "optim", "config", "pytree", "summary_table", "errors"]
 DRIVERS = ["sim", "peer"]
 

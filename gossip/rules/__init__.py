@@ -19,6 +19,7 @@ from gossip.rules.dpsgd import dpsgd, local_sgd
 from gossip.rules.outer import OUTER_OPTIMIZERS, OuterState, outer
 from gossip.rules.push_diging import PushDigingPayload, PushDigingState, push_diging
 from gossip.rules.push_sum import PushSumPayload, PushSumState, push_sum
+from gossip.rules.robust import ROBUST, RobustState, robust
 from gossip.rules.tracking import (
     D2State,
     QGState,
@@ -59,6 +60,9 @@ RULES: dict[str, Callable[..., GossipRule]] = {
 COMPRESSING = ("choco", "dpsgd", "dpsgd_cta", "local_sgd")
 # Rules an outer optimizer can wrap (adapt-then-combine, the parameters as the message).
 OUTER_RULES = ("dpsgd", "local_sgd")
+# Rules whose message is the model, uncompressed: a robust aggregator can replace their
+# mix (--robust), and an attacker can forge their message (--attack).
+ROBUST_RULES = ("dpsgd", "dpsgd_cta", "local_sgd")
 # Rules that need plain SGD as the run's optimizer (they bring their own momentum).
 PLAIN_SGD_RULES = ("qg_dsgdm",)
 
@@ -70,7 +74,8 @@ def make_rule(name: str, local_steps: int = 1, *, compress: str = "none",
               compress_ratio: float = 0.01, error_feedback: bool = True,
               consensus_step: float = 0.0, momentum: float = 0.9,
               outer_optimizer: str = "none", outer_lr: float = 0.7,
-              outer_momentum: float = 0.9) -> GossipRule:
+              outer_momentum: float = 0.9, robust_mix: str = "none",
+              robust_f: int = 1) -> GossipRule:
     """Builds a gossip rule by name.
 
     Args:
@@ -87,6 +92,9 @@ def make_rule(name: str, local_steps: int = 1, *, compress: str = "none",
             an ``OUTER_RULES`` rule.
         outer_lr: the outer learning rate.
         outer_momentum: the outer momentum.
+        robust_mix: ``"none"``, or a robust aggregator (``ROBUST``) replacing the mix of a
+            ``ROBUST_RULES`` rule (uncompressed); an outer optimizer wraps the robust rule.
+        robust_f: the Byzantine in-neighbours the aggregator tolerates (f).
 
     Returns:
         The rule.
@@ -116,9 +124,18 @@ def make_rule(name: str, local_steps: int = 1, *, compress: str = "none",
     if outer_optimizer != "none" and name not in OUTER_RULES:
         raise ConfigError(f"an outer optimizer wraps {', '.join(OUTER_RULES)}, not rule "
                           f"{name!r}")
+    if robust_mix != "none":
+        if robust_mix not in ROBUST:
+            raise unknown("robust aggregator", robust_mix, ROBUST)
+        if name not in ROBUST_RULES or compress != "none":
+            raise ConfigError(f"--robust {robust_mix} needs a rule that sends its parameters "
+                              f"uncompressed ({', '.join(ROBUST_RULES)}), not rule {name!r}"
+                              + (f" with --compress {compress}" if compress != "none" else ""))
     rule = RULES[name](local_steps, compress=compress, compress_ratio=compress_ratio,
                        error_feedback=error_feedback, consensus_step=consensus_step,
                        momentum=momentum)
+    if robust_mix != "none":
+        rule = robust(rule, robust_mix, robust_f)
     if outer_optimizer != "none":
         rule = outer(rule, outer_optimizer, outer_lr, outer_momentum)
     return rule
@@ -130,7 +147,10 @@ __all__ = [
     "OUTER_OPTIMIZERS",
     "OUTER_RULES",
     "PLAIN_SGD_RULES",
+    "ROBUST",
+    "ROBUST_RULES",
     "RULES",
+    "RobustState",
     "ChocoState",
     "D2State",
     "GossipRule",
@@ -156,5 +176,6 @@ __all__ = [
     "push_sum",
     "qg_dsgdm",
     "renormalised_average",
+    "robust",
     "weighted_sum",
 ]

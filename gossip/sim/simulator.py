@@ -20,6 +20,7 @@ import optax
 
 from gossip.round import PeerState, Shard, make_peer_round
 from gossip.rules import GossipRule
+from gossip.sim.byzantine import Adversary
 from gossip.topology import RoundGraph
 from gossip.training import LossFn, make_local_round, make_local_step, round_key
 
@@ -89,7 +90,8 @@ def gather(messages: Any, neighbours: jax.Array) -> Any:
 
 def make_simulator(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                    rule: GossipRule, batch_size: int,
-                   peer_chunk: int | None = DEFAULT_PEER_CHUNK) -> Simulator:
+                   peer_chunk: int | None = DEFAULT_PEER_CHUNK,
+                   adversary: Adversary | None = None) -> Simulator:
     """Builds the simulator for one model, optimizer and gossip rule.
 
     Args:
@@ -101,6 +103,8 @@ def make_simulator(loss_fn: LossFn, optimizer: optax.GradientTransformation,
             one chunk after the other (``jax.lax.map``); None vmaps over all peers at once.
             Chunks keep the working set in cache: on CPU, 32 is 20-25 % faster than one vmap
             at 256 and 1024 peers (benchmarks/sim_throughput.py). Results do not depend on it.
+        adversary: None, or what forges the attackers' messages of a round after every
+            message exists and before the gather (``gossip.sim.byzantine``).
 
     Returns:
         The ``(init, round)`` pair; ``round`` is jitted and donates its state.
@@ -128,6 +132,8 @@ def make_simulator(loss_fn: LossFn, optimizer: optax.GradientTransformation,
         early = jax.vmap(peer_round.early)(peers)
         pending, loss = local(peers, Shard(data.x, data.y, data.size), keys)
         messages = jax.vmap(peer_round.message)(pending, early)
+        if adversary is not None:
+            messages = adversary(messages, graph, keys)
         payloads = gather(messages, graph.neighbours)
         # Every message arrives in this simulator: nothing is undelivered.
         new = jax.vmap(peer_round.finish)(pending, payloads, graph.weights, graph.self_weight,
