@@ -111,8 +111,9 @@ def launch_local(config: Config, progress: bool = True, log_level: str = "warnin
         The exit status: 0 when every peer finished, 1 when one failed, 130/143 when stopped
         by SIGINT/SIGTERM.
     """
-    from gossip.experiment import build_experiment  # validates everything before any start
+    from gossip.experiment import build_experiment, check_attackers  # validates all first
 
+    check_attackers(config)
     exp = build_experiment(config)
     n, out = config.peers, Path(config.out)
     prepare_out(out, n)

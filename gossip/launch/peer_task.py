@@ -56,12 +56,15 @@ def peer_task_of(exp: Any, peer_id: int) -> PeerTask:
     init_key, train_key = run_keys(config.seed)
     ds, shard = exp.dataset, exp.shards[peer_id]
     params = init_peer_params(exp.model, ds.x_train[:1], init_key, peer_id, config.same_init)
+    # The run's seeded attackers attack; with byzantine 0, --attack makes this peer one.
+    attacks = peer_id in exp.attackers or not config.byzantine
     return PeerTask(
         peer_id=peer_id, topology=exp.topology, rule=exp.rule, optimizer=exp.optimizer,
         loss_fn=exp.model.loss, metric_fn=exp.model.metric, metric_name=exp.model.metric_name,
         params=params, x=ds.x_train[shard], y=ds.y_train[shard], x_test=ds.x_test,
         y_test=ds.y_test, train_key=train_key, batch_size=config.batch_size,
-        rounds=config.rounds, eval_every=config.eval_every)
+        rounds=config.rounds, eval_every=config.eval_every,
+        attack=exp.attack if attacks else None)
 
 
 def peer_options(config: Config, addresses: list[str], **options: Any) -> PeerOptions:

@@ -213,8 +213,9 @@ def launch_ssh(config: Config, hosts: list[Host], opts: SshOptions, progress: bo
         The exit status: 0 when every peer finished, 1 when one failed or a host could not
         be prepared, 130/143 when stopped by SIGINT/SIGTERM.
     """
-    from gossip.experiment import build_experiment  # validates everything before any start
+    from gossip.experiment import build_experiment, check_attackers  # validates all first
 
+    check_attackers(config)
     exp = build_experiment(config)
     env = forwarded_env(os.environ, opts.env)
     remote_dir = check_options(opts)

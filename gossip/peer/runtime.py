@@ -27,6 +27,11 @@ neighbours whose messages went into it, and runs the round's local steps again f
 Each is counted (``mixes_discarded``, ``local_divergences``); the run goes on. A peer whose
 parameters are still not finite at the end says so (``params_finite`` false in its last
 record) and ``gossip peer`` exits non-zero.
+
+An attacker (``--attack NAME``, or one of a run's ``--byzantine K`` seeded attackers) runs
+the same round and sends, instead of its message, the attack's forgery of it
+(``gossip.attacks``), with the same key as in the simulator. Its view of the honest peers
+is what it received in the previous round (the simulator's attackers see the whole round).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gossip.attacks import attack_key, view_of
 from gossip.peer.checkpoint import (
     CheckpointError,
     checkpoint_path,
@@ -54,6 +60,7 @@ from gossip.peer.membership import Membership
 from gossip.peer.task import PeerOptions, PeerTask
 from gossip.pytree import save_npz
 from gossip.round import PeerState, Shard, finite, keep_finite, make_peer_round
+from gossip.rules import RobustState
 from gossip.summary_table import METRIC_SHORT
 from gossip.training import make_local_round, make_local_step, round_key
 from gossip.wire import Template, Transport, encode, make_template
@@ -80,6 +87,9 @@ class _Compiled:
         self.finite = jax.jit(functools.partial(finite))
         self.keep_finite = jax.jit(functools.partial(keep_finite))
         self.evaluate = jax.jit(lambda p, x, y: (task.metric_fn(p, x, y), task.loss_fn(p, x, y)))
+        attack = task.attack
+        self.attack = None if attack is None else jax.jit(
+            lambda own, view, key: attack(own, view, attack_key(key)))
 
     def stack(self, messages: list[Any]) -> Any:
         """Stacks K messages (pytrees) into one pytree with leaves (K, ...)."""
@@ -121,6 +131,8 @@ class Peer:
         self._good: PeerState | None = None
         self._mixed_with: list[int] = []
         self._mixed_round = -1
+        # An attacker's view of the honest peers: what it received in the previous round.
+        self._received: tuple[list[Any], list[float]] = ([], [])
 
     # -- topology -----------------------------------------------------------------------------
 
@@ -218,6 +230,8 @@ class Peer:
         self.fn.finish(pending, self.fn.stack([msg] * self.task.topology.k), weights,
                        self_weight, np.float32(0))
         self.fn.evaluate(self.params, self.x_test, self.y_test)
+        if self.fn.attack is not None:
+            self.fn.attack(msg, view_of([], [], own=msg), key)
         self.fn.finite((self.state.params, self.state.rule_state, jnp.zeros(())))
         self.fn.finite((self.state.params, self.state.rule_state))
         self.fn.keep_finite(self.state, self.state)
@@ -398,7 +412,7 @@ class Peer:
         receivers = self.receivers(t)
         early = fn.early(self.state)
         if early is not None:  # sent while the local steps run
-            sent = self._send_message(t, early, receivers)
+            sent = self._send_message(t, self._forge(early, key), receivers)
         out = self._local(key)
         if out is None and self._roll_back(t):
             # Again from the state before the last mix. A cta message is out already (from
@@ -413,7 +427,7 @@ class Peer:
         self._good = self.state
         msg = fn.message(pending, early)
         if early is None:
-            sent = self._send_message(t, msg, receivers)
+            sent = self._send_message(t, self._forge(msg, key), receivers)
         undelivered = self.task.topology.share(t, self.i, receivers - sent)
         loss = float(loss)
         wait_start = time.perf_counter()
@@ -432,12 +446,23 @@ class Peer:
             fn.finish(pending, fn.stack(slots), w, self_weight, np.float32(undelivered)),
             self.state)
         self._mixed_with, self._mixed_round = sorted(received), t
+        if fn.attack is not None:
+            arrived = [k for k, j in enumerate(neighbours) if j != self.i and int(j) in received]
+            self._received = ([received[int(neighbours[k])] for k in arrived],
+                              [float(weights[k]) for k in arrived])
         if not bool(ok):
             self.counters.mixes_discarded += 1
             log.warning("round %d: the mix is not finite: discarded (its messages came from "
                         "peer(s) %s); the round's start state is kept", t, self._mixed_with)
             self._mixed_with = []
         return loss, wait
+
+    def _forge(self, msg: Any, key: jax.Array) -> Any:
+        """What this peer sends for its honest message ``msg``: ``msg``, or an attacker's
+        forgery (``gossip.attacks``) with the view of the messages it received last round."""
+        if self.fn.attack is None:
+            return msg
+        return self.fn.attack(msg, view_of(*self._received, own=msg), key)
 
     def _send_message(self, t: int, msg: Any, receivers: set[int]) -> set[int]:
         """Sends round t's message to the live ``receivers``; returns those it was sent to."""
@@ -463,6 +488,10 @@ class Peer:
             "params_finite": bool(self.fn.finite((self.state.params, self.state.rule_state))),
             "neighbours_alive": len(self.inbox.alive(self.near(t))),
         }
+        if task.attack is not None:
+            record["attacker"] = True
+        if isinstance(self.state.rule_state, RobustState):
+            record["robust_flagged"] = int(self.state.rule_state.flagged)
         if (t + 1) % task.eval_every == 0 or t + 1 == task.rounds:
             metric, test_loss = self.fn.evaluate(self.params, self.x_test, self.y_test)
             record[f"local_{METRIC_SHORT[task.metric_name]}"] = float(metric)

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import optax
 
+from gossip.attacks import Attack
 from gossip.config import Config
 from gossip.rules import GossipRule
 from gossip.topology import Topology
@@ -39,6 +40,9 @@ class PeerTask:
         batch_size: batch size per local step.
         rounds: rounds to run.
         eval_every: evaluate the local model every this many rounds (and after the last).
+        attack: None for an honest peer; for an attacker, the attack that forges what it
+            sends (``gossip.attacks``; its view is built from what it received the round
+            before).
     """
 
     peer_id: int
@@ -57,6 +61,7 @@ class PeerTask:
     batch_size: int
     rounds: int
     eval_every: int
+    attack: Attack | None = None
 
 
 @dataclasses.dataclass(frozen=True)
