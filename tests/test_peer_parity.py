@@ -37,8 +37,38 @@ CASES = [
                          ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in CASES])
 def test_launch_local_ends_with_the_simulators_parameters(tmp_path, topology, rule,
                                                           local_steps, task):
-    common = ["--topology", topology, "--rule", rule, "--local-steps", str(local_steps),
-              "--rounds", "5", "--seed", "3", "--save-params", *task]
+    assert_parity(tmp_path, ["--topology", topology, "--rule", rule, "--local-steps",
+                             str(local_steps), *task])
+
+
+# Issue 14: every defence, with one real peer (the seeded attacker of --byzantine 1) forging
+# its messages; attacks whose forgery does not depend on the view (the simulator's attackers
+# see the whole round, a real one the round before), cta too (the message sent early).
+ROBUST_CASES = [
+    ("clip", "sign_flip", "dpsgd", 1),
+    ("screen", "huge", "dpsgd", 1),
+    ("trimmed_mean", "gaussian", "dpsgd", 1),
+    ("median", "sign_flip", "dpsgd_cta", 2),
+]
+
+
+@pytest.mark.parametrize(("robust", "attack", "rule", "local_steps"), ROBUST_CASES,
+                         ids=[f"{c[0]}-{c[1]}" for c in ROBUST_CASES])
+def test_every_defence_ends_with_the_simulators_parameters_against_a_real_attacker(
+        tmp_path, robust, attack, rule, local_steps):
+    real = assert_parity(tmp_path, [
+        "--topology", "complete", "--rule", rule, "--local-steps", str(local_steps),
+        "--robust", robust, "--byzantine", "1", "--attack", attack, *FAST])
+    attackers = [i for i in range(4) if records(real / f"peer-{i:04d}.jsonl")[-1].get("attacker")]
+    assert len(attackers) == 1
+    flagged = [records(real / f"peer-{i:04d}.jsonl")[-1]["robust_flagged"] for i in range(4)]
+    assert robust in ("trimmed_mean", "median") or sum(flagged) > 0, flagged
+
+
+def assert_parity(tmp_path, args):
+    """Runs ``gossip sim`` and ``gossip launch --local`` with 4 peers for 5 rounds; checks
+    every peer ends with the simulator's parameters. Returns the launch's directory."""
+    common = [*args, "--rounds", "5", "--seed", "3", "--save-params"]
     sim, real = tmp_path / "sim", tmp_path / "real"
     subprocess.run(gossip_cmd("sim", "--peers", "4", "--out", str(sim), "--no-progress",
                               *common), check=True, capture_output=True, timeout=120)
@@ -59,3 +89,4 @@ def test_launch_local_ends_with_the_simulators_parameters(tmp_path, topology, ru
         assert last["messages_missing"] == last["messages_rejected"] == 0
     assert processes_mentioning(str(real)) == []
     assert_ports_free(real / "peers.txt")
+    return real
