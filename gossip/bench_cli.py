@@ -21,7 +21,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         The ``bench`` parser (its ``func`` is set here).
     """
     parser = subparsers.add_parser(
-        "bench", help="benchmark suites (topologies, compression, heterogeneity)",
+        "bench", help="benchmark suites (topologies, compression, heterogeneity, "
+        "robustness)",
         description="Benchmark suites run on the simulator. See docs/benchmarks.md.")
     sub = parser.add_subparsers(dest="suite", metavar="SUITE")
     topo = sub.add_parser(
@@ -54,6 +55,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         algo.add_argument("--report-only", action="store_true",
                           help="run nothing: rebuild the report and plots from "
                                "OUT/results.json")
+    robust = sub.add_parser(
+        "robustness", help="honest accuracy under Byzantine attacks, with and without each "
+        "defence", description="Honest accuracy of D-PSGD with K attackers, every attack x "
+        "{plain D-PSGD, each defence}, and its drop against K = 0. Writes OUT/results.json, "
+        "OUT/report.md and PNG plots. See docs/benchmarks.md and docs/robustness.md.")
+    robust.add_argument("--quick", action="store_true",
+                        help="the quick preset (the must-show cell: 1 attacker of 16, "
+                             "exponential, digits-MLP, IID; sign_flip, alie, huge; plain "
+                             "D-PSGD and clip; 8 runs)")
+    robust.add_argument("--config", metavar="FILE",
+                        help="TOML file overriding keys of the preset (docs/benchmarks.md; "
+                             "default: the preset as it is)")
+    robust.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.set_defaults(func=run)
     return parser
 
@@ -80,9 +94,25 @@ def run(args: argparse.Namespace) -> int:
                             lambda line: print(line, file=sys.stderr, flush=True))
         print(f"report: {args.out}/report.md")
         return 0
+    if args.suite == "robustness":
+        from gossip.bench.robustness import load_preset, run_robustness_bench
+
+        load_preset(args.quick, args.config)  # bad input: one line before any run
+        command = " ".join(["gossip bench robustness", *(["--quick"] if args.quick else []),
+                            *(["--config", shlex.quote(args.config)] if args.config else []),
+                            "--out", shlex.quote(args.out)])
+        results = run_robustness_bench(args.quick, args.out, command,
+                                       lambda line: print(line, file=sys.stderr, flush=True),
+                                       args.config)
+        from gossip.bench.robustness import findings
+
+        for line in findings(results):
+            print(line)
+        print(f"report: {args.out}/report.md")
+        return 0
     if args.suite != "topologies":
         raise ConfigError("gossip bench needs a suite; valid choices: topologies, "
-                          "compression, heterogeneity")
+                          "compression, heterogeneity, robustness")
     from gossip.bench.runner import rerender, run_topology_bench  # JAX and the model zoo
     from gossip.bench.suite import load_suite
 
