@@ -41,6 +41,11 @@ def summary_table(record: dict[str, Any], metric_name: str) -> str:
          f"{record[f'local_{short}_mean']:.4f}"),
         (f"local-model test {metric_name} min / max",
          f"{record[f'local_{short}_min']:.4f} / {record[f'local_{short}_max']:.4f}"),
+        *([(f"honest average-model test {metric_name}",
+            f"{record[f'honest_avg_model_{short}']:.4f}"),
+           (f"honest local-model test {metric_name} mean / min",
+            f"{record[f'honest_{short}_mean']:.4f} / {record[f'honest_{short}_min']:.4f}")]
+          if f"honest_avg_model_{short}" in record else []),
         ("consensus distance", f"{record['consensus_distance']:.3e}"),
         *([("rel. distance to optimum, average model", f"{record['opt_distance']:.3e}"),
            ("rel. distance to optimum, farthest peer", f"{record['opt_distance_max']:.3e}")]

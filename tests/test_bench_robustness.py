@@ -10,7 +10,6 @@ from gossip.bench.robustness import (
     QUICK,
     findings,
     grid,
-    load_preset,
     plot_robustness,
     robustness_report,
 )

@@ -166,3 +166,16 @@ def test_make_rule_rejects_a_defence_it_cannot_apply():
         make_rule("push_sum", robust_mix="trimmed_mean")
     with pytest.raises(ConfigError, match="robust_f"):
         robust(make_rule("dpsgd"), "clip", -1)
+
+
+def test_the_summary_table_shows_the_honest_peers_apart():
+    from gossip.summary_table import summary_table
+
+    record = {"round": 3, "avg_model_acc": 0.1, "local_acc_mean": 0.2, "local_acc_min": 0.1,
+              "local_acc_max": 0.3, "consensus_distance": 1.0, "bytes_sent": 10, "time": 1.0}
+    assert "honest" not in summary_table(record, "accuracy")
+    record.update(honest_avg_model_acc=0.95, honest_acc_mean=0.94, honest_acc_min=0.93)
+    table = summary_table(record, "accuracy")
+    line = next(t for t in table.splitlines() if t.startswith("honest average-model"))
+    assert line.split()[-1] == "0.9500"
+    assert "0.9400 / 0.9300" in table
