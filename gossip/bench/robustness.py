@@ -222,7 +222,7 @@ def plot_robustness(results: dict[str, Any], out: Path) -> list[Path]:
     k = max(preset["byzantine"])
     paths = []
     for task, topology, partition in sorted({c[:3] for c in acc}):
-        fig, ax = plt.subplots(figsize=(8, 4.2))
+        fig, ax = plt.subplots(figsize=(8, 4.6))
         attacks, defences = preset["attacks"], preset["defences"]
         width = 0.8 / len(defences)
         for j, d in enumerate(defences):
@@ -238,7 +238,8 @@ def plot_robustness(results: dict[str, Any], out: Path) -> list[Path]:
         ax.set_ylim(0, 1)
         ax.set_ylabel("honest average-model test accuracy")
         ax.set_title(f"{task}, {topology}, {partition}: K = {k} of {preset['peers']} peers")
-        ax.legend(fontsize=7, ncols=3, loc="lower left")
+        ax.legend(fontsize=7, ncols=len(defences) + 1, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.1), frameon=False)
         fig.tight_layout()
         path = out / _plot_name(task, topology, partition)
         fig.savefig(path, dpi=110)
