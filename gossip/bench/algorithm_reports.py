@@ -110,7 +110,8 @@ def heterogeneity_report(results: dict[str, Any]) -> str:
         cells = [f"{np.mean(acc[(m, a)]):.3f} ± {np.std(acc[(m, a)]):.3f}" for a in alphas]
         drop = np.mean(acc[(m, hi)]) - np.mean(acc[(m, lo)])
         gains = np.asarray(acc[(m, lo)]) - np.asarray(acc[(methods[0], lo)])  # seed by seed
-        share = f" ({gains.mean() / base:.0%} of {methods[0]}'s drop)" if base > 0 and m != methods[0] else ""
+        share = (f" ({gains.mean() / base:.0%} of {methods[0]}'s drop)"
+                 if base > 0 and m != methods[0] else "")
         gain = (f"{gains.mean() * 100:+.1f} ± {gains.std() * 100:.1f} points{share}"
                 if m != methods[0] else "—")
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {drop * 100:.1f} points | {gain} |")
