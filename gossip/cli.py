@@ -94,6 +94,27 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("gossip: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        message = out_of_memory(e)
+        if message is None:
+            raise
+        print(f"gossip: error: {message}", file=sys.stderr)
+        return 2
+
+
+def out_of_memory(error: BaseException) -> str | None:
+    """One line naming what would not fit, when ``error`` is running out of memory (numpy's or
+    Python's ``MemoryError``, XLA's ``RESOURCE_EXHAUSTED``); None for any other error."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(error, MemoryError):
+        what = first or "an allocation"
+    elif "RESOURCE_EXHAUSTED" in text or "Out of memory" in text:
+        what = first.removeprefix("RESOURCE_EXHAUSTED: ")
+    else:
+        return None
+    return (f"out of memory: {what} (fewer peers, a smaller model or dataset, or "
+            f"JAX_NUM_CPU_DEVICES / more devices to shard the peers over)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

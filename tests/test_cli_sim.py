@@ -108,3 +108,27 @@ def test_least_squares_dpsgd_ring_of_8_approaches_the_optimum(tmp_path, capsys):
     assert last["opt_distance_max"] < 0.1
     for r in records:
         assert r["opt_distance"] <= r["opt_distance_max"]
+
+
+def test_out_of_memory_is_one_line_naming_what_would_not_fit(tmp_path, capsys):
+    # 1e10 samples of 20 float64 features: 1.46 TiB, refused by the allocator at once
+    out = tmp_path / "run"
+    assert main(["sim", "--peers", "4", "--dataset", "teacher_logistic", "--model", "logistic",
+                 "--set", "dataset_options={num_samples=10000000000}", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("gossip: error: out of memory: Unable to allocate 1.46 TiB"), err
+    assert not out.exists()
+
+
+def test_an_xla_out_of_memory_is_one_line_too():
+    from gossip.cli import out_of_memory
+
+    class XlaRuntimeError(RuntimeError):
+        pass
+
+    text = ("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 80000000000 bytes.\n"
+            "BufferAssignment OOM Debugging.\n...")
+    assert out_of_memory(XlaRuntimeError(text)).startswith(
+        "out of memory: Out of memory while trying to allocate 80000000000 bytes. (")
+    assert out_of_memory(ValueError("a bug")) is None

@@ -297,3 +297,51 @@ def test_edge_list_errors(tmp_path):
 def test_negative_round_is_a_config_error():
     with pytest.raises(ConfigError, match="round"):
         make_topology("ring", 4).round_graph(-1)
+
+
+# -- at scale: every path a run takes is O(n·k), never a dense n×n array ------------------------
+
+
+def test_sparse_matrix_is_the_dense_matrix(name, edge_file):
+    topo = build(name, edge_file)
+    for t in ROUNDS[:3]:
+        np.testing.assert_array_equal(topo.sparse_matrix(t).toarray(), topo.matrix(t))
+
+
+@pytest.mark.parametrize("name, symmetric", [("ring", True), ("exponential", False),
+                                             ("erdos_renyi", True), ("epidemic", False)])
+def test_100k_peers_build_without_a_dense_matrix(name, symmetric):
+    # a dense float64 W of 100,000 peers is 74.5 GiB: any O(n²) step here would not finish
+    topo = make_topology(name, 100_000)
+    assert topo.symmetric is symmetric
+    g = topo.round_graph(1)
+    assert g.neighbours.shape == (100_000, topo.k) and topo.k <= 64
+    np.testing.assert_allclose(g.weights.sum(axis=1) + g.self_weight, 1.0, atol=1e-5)
+    assert sum(len(o) for o in topo.out_neighbours(1)) == int((g.weights > 0).sum())
+    with pytest.raises(ConfigError, match=r"100000 peers needs 74\.5 GiB"):
+        topo.matrix(0)
+
+
+def test_sparse_draws_above_the_dense_limit():
+    from gossip.topology.static import DENSE_DRAW_MAX
+    n = DENSE_DRAW_MAX + 4
+    epi = make_topology("epidemic", n, s=3, max_in=n - 1)
+    for t in (0, 1):
+        out = epi.out_neighbours(t)
+        assert all(len(o) == 3 and i not in o for i, o in enumerate(out))
+    assert not np.array_equal(epi.out_neighbours(0)[0], epi.out_neighbours(1)[0]) or \
+        not np.array_equal(epi.out_neighbours(0)[1], epi.out_neighbours(1)[1])
+    er = make_topology("erdos_renyi", n, p=0.002)
+    edges = int((er.round_graph(0).weights > 0).sum()) // 2
+    expected = 0.002 * n * (n - 1) / 2
+    assert abs(edges - expected) < 5 * expected**0.5  # Binomial: within 5 standard deviations
+    assert er.symmetric
+
+
+def test_distinct_draws_are_distinct_and_uniform():
+    from gossip.topology.time_varying import distinct_draws
+    pick = distinct_draws(20_000, 10, 3, np.random.default_rng(0))
+    assert pick.min() >= 0 and pick.max() < 10
+    assert all(len(set(row)) == 3 for row in pick[:2000].tolist())
+    counts = np.bincount(pick.ravel(), minlength=10) / pick.size
+    np.testing.assert_allclose(counts, 0.1, atol=0.01)

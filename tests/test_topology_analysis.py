@@ -93,3 +93,23 @@ def test_large_ring_like_graphs_are_fast():
     assert rounds_to_consensus(make_topology("one_peer_exponential", 512)) == 9
     assert rounds_to_consensus(make_topology("exponential", 256)) > 1
     assert time.perf_counter() - start < 20
+
+
+@pytest.mark.parametrize("name", ["ring", "exponential", "erdos_renyi", "star"])
+def test_sparse_slem_matches_the_dense_one(name):
+    from gossip.topology.analysis import sparse_slem
+    topo = make_topology(name, 40)
+    assert sparse_slem(topo.sparse_matrix(0)) == pytest.approx(slem(topo.matrix(0)), abs=1e-8)
+
+
+def test_above_the_dense_limit_analysis_goes_sparse_or_refuses_in_one_line(monkeypatch):
+    from gossip.errors import ConfigError
+    from gossip.topology import analysis, base
+    monkeypatch.setattr(analysis, "DENSE_MAX", 32)
+    monkeypatch.setattr(base, "DENSE_MAX", 32)
+    ring = make_topology("ring", 48)
+    expected = (1 + 2 * math.cos(2 * math.pi / 48)) / 3
+    assert average_slem(ring) == pytest.approx(expected, abs=1e-9)
+    assert rounds_to_consensus(ring) == math.ceil(math.log(TOL) / math.log(expected))
+    with pytest.raises(ConfigError, match="rounds to consensus of a non-symmetric.*48 peers"):
+        rounds_to_consensus(make_topology("exponential", 48))

@@ -4,7 +4,10 @@ These functions work on dense (n, n) matrices and are meant for analysis, not tr
 stay fast up to n of about 1024 for ring-like graphs: static symmetric graphs use a closed
 form, other static graphs a doubling search over matrix powers (O(n^3 log t)), and
 time-varying ones iterate the product with the gather form of W_t (O(n^2 k) a round) and
-compute an exact spectral norm only when cheap bounds cannot decide.
+compute an exact spectral norm only when cheap bounds cannot decide. Beyond
+``DENSE_MAX`` peers nothing dense is built: the SLEM of a static W (and the rounds to
+consensus of a symmetric one) comes from ARPACK on the sparse W, and what needs a dense
+product (rounds to consensus of a non-symmetric or time-varying W) refuses in one line.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ import math
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse
+import scipy.sparse.linalg
 
-from gossip.topology.base import Topology
+from gossip.errors import ConfigError
+from gossip.topology.base import DENSE_MAX, Topology, check_dense, is_symmetric_stochastic
 
 
 def _norm2(a: np.ndarray) -> float:
@@ -44,6 +50,53 @@ def slem(w: np.ndarray) -> float:
     if np.allclose(a, a.T, rtol=0, atol=1e-12):
         return float(np.abs(np.linalg.eigvalsh((a + a.T) / 2)).max())
     return _norm2(a)
+
+
+def sparse_slem(w: scipy.sparse.sparray) -> float:
+    """``slem`` of a sparse W without building ``W − 11ᵀ/n`` densely (ARPACK, O(n·k) a step).
+
+    Args:
+        w: float (n, n) sparse mixing matrix.
+
+    Returns:
+        ‖W − 11ᵀ/n‖₂.
+
+    Raises:
+        ConfigError: when ARPACK does not converge (a gap too small to resolve at this n).
+    """
+    w = scipy.sparse.csr_array(w, dtype=np.float64)
+    n = w.shape[0]
+    wt = w.T.tocsr()
+
+    def matvec(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x).reshape(-1)
+        return w @ x - x.mean()
+
+    def rmatvec(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x).reshape(-1)
+        return wt @ x - x.mean()
+
+    a = scipy.sparse.linalg.LinearOperator((n, n), matvec=matvec, rmatvec=rmatvec,
+                                           dtype=np.float64)
+    v0 = np.random.default_rng(0).standard_normal(n)
+    try:
+        if is_symmetric_stochastic(w):
+            vals = scipy.sparse.linalg.eigsh(a, k=1, which="LM", v0=v0, tol=1e-10,
+                                             maxiter=20 * n, return_eigenvectors=False)
+            return float(abs(vals[0]))
+        vals = scipy.sparse.linalg.svds(a, k=1, v0=v0, tol=1e-10, maxiter=20 * n,
+                                        return_singular_vectors=False)
+        return float(vals[0])
+    except scipy.sparse.linalg.ArpackNoConvergence as e:
+        raise ConfigError(f"the SLEM of a {n}-peer W did not converge (ARPACK); its spectral "
+                          "gap is too small to resolve at this size") from e
+
+
+def _slem_of(topo: Topology, t: int) -> float:
+    """The SLEM of W_t: dense up to ``DENSE_MAX`` peers, sparse beyond."""
+    if topo.n <= DENSE_MAX:
+        return slem(topo.matrix(t))
+    return sparse_slem(topo.sparse_matrix(t))
 
 
 def spectral_gap(w: np.ndarray) -> float:
@@ -100,6 +153,9 @@ def rounds_to_consensus(topo: Topology, tol: float = 1e-6, cap: int = 100_000) -
     Returns:
         The number of rounds, in ``[1, cap]``.
     """
+    if topo.n > DENSE_MAX and not topo.time_varying and topo.symmetric:
+        return _symmetric_rounds(sparse_slem(topo.sparse_matrix(0)), tol, cap)
+    check_dense(topo.n, "rounds to consensus of a non-symmetric or time-varying W")
     if not topo.time_varying:
         return _static_rounds(topo.matrix(0), tol, cap)
     n = topo.n
@@ -115,14 +171,18 @@ def rounds_to_consensus(topo: Topology, tol: float = 1e-6, cap: int = 100_000) -
     return cap
 
 
+def _symmetric_rounds(s: float, tol: float, cap: int) -> int:
+    """Rounds to consensus of a static symmetric doubly stochastic W of SLEM s: s^t <= tol."""
+    if s <= 1e-300:
+        return 1
+    if s >= 1 - 1e-15:
+        return cap
+    return int(min(cap, max(1, math.ceil(math.log(tol) / math.log(s) - 1e-9))))
+
+
 def _static_rounds(w: np.ndarray, tol: float, cap: int) -> int:
     if np.allclose(w, w.T, rtol=0, atol=1e-12) and np.allclose(w.sum(axis=1), 1, atol=1e-12):
-        s = slem(w)
-        if s <= 1e-300:
-            return 1
-        if s >= 1 - 1e-15:
-            return cap
-        return int(min(cap, max(1, math.ceil(math.log(tol) / math.log(s) - 1e-9))))
+        return _symmetric_rounds(slem(w), tol, cap)
     powers = [w]  # powers[i] = W^(2^i)
     done, stuck = _dist(w, tol)
     if done:
@@ -152,11 +212,11 @@ def average_slem(topo: Topology, rounds: int | None = None) -> float:
         The mean of ``slem(topo.matrix(t))``.
     """
     if not topo.time_varying:
-        return slem(topo.matrix(0))
+        return _slem_of(topo, 0)
     rounds = rounds or max(topo.period or 1, 50)
     if topo.period is None:
-        return float(np.mean([slem(topo.matrix(t)) for t in range(rounds)]))
+        return float(np.mean([_slem_of(topo, t) for t in range(rounds)]))
     # periodic: each phase once, weighted by how often it occurs in the first `rounds` rounds
     phases = min(rounds, topo.period)
     counts = np.bincount(np.arange(rounds) % topo.period, minlength=phases)[:phases]
-    return float(np.average([slem(topo.matrix(t)) for t in range(phases)], weights=counts))
+    return float(np.average([_slem_of(topo, t) for t in range(phases)], weights=counts))

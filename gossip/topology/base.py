@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
+import scipy.sparse
 
-from gossip.errors import check_int, resolve_options
+from gossip.errors import ConfigError, check_int, resolve_options
 from gossip.topology.weights import mixing_weights, resolve_weights
 
 
@@ -24,6 +25,13 @@ class RoundGraph(NamedTuple):
     neighbours: np.ndarray
     weights: np.ndarray
     self_weight: np.ndarray
+
+
+def sorted_unique(codes: np.ndarray) -> np.ndarray:
+    """``np.unique`` of an int array by sort and compare: O(E log E), and many times faster
+    than numpy 2.3's hash-based ``unique`` on millions of edge codes."""
+    codes = np.sort(codes, kind="stable")
+    return codes[np.concatenate([[True], codes[1:] != codes[:-1]])] if codes.size else codes
 
 
 def pack_edges(n: int, src: np.ndarray, dst: np.ndarray, k: int | None = None
@@ -45,7 +53,7 @@ def pack_edges(n: int, src: np.ndarray, dst: np.ndarray, k: int | None = None
     src = np.asarray(src, dtype=np.int64)
     dst = np.asarray(dst, dtype=np.int64)
     keep = src != dst
-    code = np.unique(dst[keep] * n + src[keep])  # sorted by (dst, src), deduplicated
+    code = sorted_unique(dst[keep] * n + src[keep])  # sorted by (dst, src), deduplicated
     dst, src = code // n, code % n
     counts = np.bincount(dst, minlength=n)
     if k is None:
@@ -70,8 +78,8 @@ def is_undirected(neighbours: np.ndarray, mask: np.ndarray) -> bool:
     n = neighbours.shape[0]
     dst = np.repeat(np.arange(n), neighbours.shape[1])[mask.ravel()]
     src = neighbours[mask]
-    forward = np.unique(src * n + dst)
-    backward = np.unique(dst * n + src)
+    forward = sorted_unique(src * n + dst)
+    backward = sorted_unique(dst * n + src)
     return bool(np.array_equal(forward, backward))
 
 
@@ -140,9 +148,7 @@ class Topology:
 
     def _is_symmetric(self) -> bool:
         if not self.time_varying:
-            w = self.matrix(0)
-            return bool(np.allclose(w, w.T, atol=1e-12, rtol=0)
-                        and np.allclose(w.sum(axis=1), 1.0, atol=1e-12, rtol=0))
+            return is_symmetric_stochastic(self.sparse_matrix(0))
         return self.undirected and (self.weights == "metropolis" or self.regular)
 
     # -- public --------------------------------------------------------------------------------
@@ -207,8 +213,26 @@ class Topology:
         return float(sum(weights[i][mask[i] & (neighbours[i] == sender)].sum()
                          for i in receivers))
 
+    def sparse_matrix(self, t: int) -> scipy.sparse.csr_array:
+        """The mixing matrix W_t as a sparse matrix: O(n·k) memory, at any n.
+
+        Args:
+            t: the round, >= 0.
+
+        Returns:
+            float64 (n, n) CSR: row i holds the weights peer i gives to each peer j, W[i, i]
+            its self weight.
+        """
+        neighbours, mask, weights, self_weight = self._mixing(t)
+        rows = np.repeat(np.arange(self.n), self.k)[mask.ravel()]
+        ids = np.arange(self.n)
+        return scipy.sparse.csr_array(
+            (np.concatenate([weights[mask], self_weight]),
+             (np.concatenate([rows, ids]), np.concatenate([neighbours[mask], ids]))),
+            shape=(self.n, self.n))
+
     def matrix(self, t: int) -> np.ndarray:
-        """The dense mixing matrix W_t, for analysis only.
+        """The dense mixing matrix W_t, for analysis only (``sparse_matrix`` at any size).
 
         Args:
             t: the round, >= 0.
@@ -216,10 +240,42 @@ class Topology:
         Returns:
             float64 (n, n): row i holds the weights peer i gives to each peer j, W[i, i] its
             self weight.
+
+        Raises:
+            ConfigError: when n > ``DENSE_MAX`` (the matrix would not fit in memory).
         """
-        neighbours, mask, weights, self_weight = self._mixing(t)
-        w = np.zeros((self.n, self.n))
-        rows = np.repeat(np.arange(self.n), self.k)
-        np.add.at(w, (rows[mask.ravel()], neighbours[mask]), weights[mask])
-        w[np.arange(self.n), np.arange(self.n)] += self_weight
-        return w
+        check_dense(self.n, "the dense mixing matrix")
+        return self.sparse_matrix(t).toarray()
+
+
+DENSE_MAX = 16_384
+"""The largest n for which dense n×n analysis (``Topology.matrix``) is allowed: 2 GiB of
+float64. Runs never build it; beyond this, analysis goes sparse or refuses."""
+
+
+def check_dense(n: int, what: str) -> None:
+    """Raises ``ConfigError`` (one line) when an n×n float64 array would exceed ``DENSE_MAX``.
+
+    Args:
+        n: number of peers.
+        what: what needs the array, for the message.
+    """
+    if n > DENSE_MAX:
+        raise ConfigError(f"{what} of {n} peers needs {n * n * 8 / 2**30:.1f} GiB "
+                          f"(n×n float64); dense analysis is limited to n <= {DENSE_MAX}")
+
+
+def is_symmetric_stochastic(w: scipy.sparse.sparray, atol: float = 1e-12) -> bool:
+    """Whether a sparse W is symmetric with rows summing to 1 (so doubly stochastic).
+
+    Args:
+        w: float (n, n) sparse mixing matrix.
+        atol: absolute tolerance on each entry and row sum.
+
+    Returns:
+        True when ``|W - Wᵀ| <= atol`` entrywise and every row sums to 1 within ``atol``.
+    """
+    w = scipy.sparse.csr_array(w)
+    diff = abs(w - w.T)
+    sym = diff.nnz == 0 or float(diff.max()) <= atol
+    return bool(sym and np.allclose(w.sum(axis=1), 1.0, atol=atol, rtol=0))

@@ -10,10 +10,30 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from gossip.errors import ConfigError, check_int
-from gossip.topology.base import Topology, undirected_edges
+from gossip.topology.base import Topology, sorted_unique, undirected_edges
 
 MAX_TRIES = 100
 """How many graphs a random static topology draws before giving up on a connected one."""
+
+DENSE_DRAW_MAX = 4096
+"""Up to this n, random graphs draw one number per pair of peers (O(n²), the draws every
+earlier run used); beyond it, only the edges (O(n + E)), a different random stream."""
+
+
+def sparse_pairs(n: int, p: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The edges ``i < j`` of one G(n, p) draw in O(n + E) memory: E ~ Binomial(n(n-1)/2, p)
+    distinct pairs, uniformly at random."""
+    edges = int(rng.binomial(n * (n - 1) // 2, p))
+    codes = np.empty(0, dtype=np.int64)
+    while codes.size < edges:
+        more = int((edges - codes.size) * 1.1) + 16
+        a, b = rng.integers(0, n, more), rng.integers(0, n, more)
+        keep = a != b
+        a, b = a[keep], b[keep]
+        codes = sorted_unique(np.concatenate([codes, np.minimum(a, b) * n + np.maximum(a, b)]))
+    if codes.size > edges:
+        codes = np.sort(rng.choice(codes, edges, replace=False))
+    return codes // n, codes % n
 
 
 def is_connected(n: int, src: np.ndarray, dst: np.ndarray) -> bool:
@@ -93,6 +113,8 @@ class Star(Topology):
 class ErdosRenyi(Topology):
     """Erdős–Rényi G(n, p), redrawn (seeds ``[seed, 0, try]``) until connected.
 
+    Above ``DENSE_DRAW_MAX`` peers the edges are drawn sparsely (``sparse_pairs``).
+
     Options:
         p: edge probability in (0, 1]; default min(1, 2 ln(n) / n).
     """
@@ -109,7 +131,10 @@ class ErdosRenyi(Topology):
         self.options["p"] = p
         for attempt in range(MAX_TRIES):
             rng = np.random.default_rng([self.seed, 0, attempt])
-            i, j = np.nonzero(np.triu(rng.random((self.n, self.n)) < p, 1))
+            if self.n <= DENSE_DRAW_MAX:
+                i, j = np.nonzero(np.triu(rng.random((self.n, self.n)) < p, 1))
+            else:
+                i, j = sparse_pairs(self.n, p, rng)
             if is_connected(self.n, i, j):
                 self._set_static(*undirected_edges(i, j))
                 return

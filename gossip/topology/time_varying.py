@@ -9,6 +9,18 @@ import numpy as np
 
 from gossip.errors import check_int
 from gossip.topology.base import Topology, pack_edges, undirected_edges
+from gossip.topology.static import DENSE_DRAW_MAX
+
+
+def distinct_draws(rows: int, m: int, s: int, rng: np.random.Generator) -> np.ndarray:
+    """For each of ``rows`` rows, s distinct values of ``range(m)`` uniformly at random
+    (Floyd's algorithm, vectorised over rows): int64 (rows, s), O(rows · s²)."""
+    pick = np.empty((rows, s), dtype=np.int64)
+    for col, j in enumerate(range(m - s, m)):
+        r = rng.integers(0, j + 1, rows)
+        taken = (pick[:, :col] == r[:, None]).any(axis=1)
+        pick[:, col] = np.where(taken, j, r)
+    return pick
 
 
 class OnePeerExponential(Topology):
@@ -54,11 +66,12 @@ class RandomMatching(Topology):
 class Epidemic(Topology):
     """Epidemic s-out gossip: each round every peer sends to s distinct random others.
 
-    The draws of round t use rng ``[seed, t]``. The in-degree is random, so each peer has a
-    fixed number k = ``max_in`` of slots. When more than k peers send to one peer in a round,
-    it keeps the k lowest sender ids: the other edges are removed from that round's graph (the
-    senders compute this from the seed and skip them, and ``out_neighbours`` reflects it),
-    which is the same as a lost message with the row renormalised.
+    The draws of round t use rng ``[seed, t]`` (one number per pair of peers up to
+    ``DENSE_DRAW_MAX`` peers, ``distinct_draws`` beyond). The in-degree is random, so each
+    peer has a fixed number k = ``max_in`` of slots. When more than k peers send to one peer
+    in a round, it keeps the k lowest sender ids: the other edges are removed from that
+    round's graph (the senders compute this from the seed and skip them, and
+    ``out_neighbours`` reflects it), which is the same as a lost message with the row renormalised.
 
     Options:
         s: messages each peer sends per round, 1 <= s <= n-1 (default 2).
@@ -82,9 +95,12 @@ class Epidemic(Topology):
     def _edges(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         n, s = self.n, self.s
         rng = np.random.default_rng([self.seed, t])
-        draws = rng.random((n, n - 1))
-        pick = np.argpartition(draws, s - 1, axis=1)[:, :s] if s < n - 1 else \
-            np.broadcast_to(np.arange(n - 1), (n, n - 1))
+        if s == n - 1:
+            pick = np.broadcast_to(np.arange(n - 1), (n, n - 1))
+        elif n <= DENSE_DRAW_MAX:
+            pick = np.argpartition(rng.random((n, n - 1)), s - 1, axis=1)[:, :s]
+        else:
+            pick = distinct_draws(n, n - 1, s, rng)
         i = np.repeat(np.arange(n)[:, None], s, axis=1)
         dst = pick + (pick >= i)
         return pack_edges(n, i.ravel(), dst.ravel(), self.k)
