@@ -11,7 +11,8 @@ so they are left out by default). Peer 0's resident memory is sampled from
 (the claim: under 100 MB), whether every peer finished every round, and peer 0's counters.
 
 Prints one JSON object (``--json``: only that) and writes it to ``OUT/flood.json``
-(``--out``, default ``runs/bench-flood``).
+(``--out``, default a new ``runs/bench-flood-YYYYmmdd-HHMMSS``), with the command, machine
+and versions.
 
 The run must outlast the flood (``flood_covered_seconds`` in the result says whether it
 did); raise ``--rounds`` or ``--local-steps`` on a faster machine.
@@ -26,7 +27,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -39,6 +39,7 @@ import jax
 import numpy as np
 import zmq
 
+from gossip.bench.provenance import bench_out, provenance
 from gossip.config import resolve
 from gossip.launch.local import free_ports
 from gossip.launch.peer_task import build_peer_task
@@ -194,15 +195,18 @@ def main() -> None:
                     help="enough that the run outlasts the flood")
     ap.add_argument("--oversized", action="store_true",
                     help="also send frames over MAXMSGSIZE (each costs the flooder a reconnect)")
-    ap.add_argument("--out", type=Path, default=Path("runs/bench-flood"))
+    ap.add_argument("--out", help="output directory (default: a new "
+                    "runs/bench-flood-YYYYmmdd-HHMMSS)")
     ap.add_argument("--json", action="store_true", help="print only the JSON result")
     args = ap.parse_args()
+    args.out = bench_out("flood", args.out)
+    meta = provenance()
     quiet = run_once(args.out / "quiet", args, None)
     flooded = run_once(args.out / "flood", args, message_template())
     result = {
         "benchmark": "flood", "peers": PEERS, "rounds": args.rounds,
         "local_steps": args.local_steps, "seconds": args.seconds, "oversized": args.oversized,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        **meta,
         "quiet": quiet, "flood": flooded,
         "rss_delta_mb": round(flooded["peer0_peak_rss_mb"] - quiet["peer0_peak_rss_mb"], 1),
         "completed": flooded["exit_codes"] == [0] * PEERS

@@ -9,22 +9,24 @@ For N in {16, 256, 1024} peers (MLP on digits, batch 32 per peer, ring, D-PSGD, 
   mixes each peer separately (jitted per-peer mix).
 
 Each figure is the median of several timed repeats after a warm-up. Prints one JSON object
-per N and writes them all to ``benchmarks/results/sim_throughput.json``.
+per N and writes them all, with the command, machine and versions, to
+``OUT/sim_throughput.json`` (``--out``; default a new ``runs/bench-sim_throughput-*``; the
+committed figures are ``--out benchmarks/results``).
 
-Usage: ``python benchmarks/sim_throughput.py --json [--peers 16 256 1024] [--repeats 5]``
+Usage: ``python benchmarks/sim_throughput.py --json [--peers 16 256 1024] [--repeats 5]
+[--out DIR]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
+from gossip.bench.provenance import bench_out, provenance, write_result
 from gossip.bench.timing import median_time
 from gossip.config import Config
 from gossip.experiment import build_experiment, init_stacked_params, stack_shards
@@ -34,7 +36,6 @@ from gossip.simulate import mixing_graph
 from gossip.training import make_local_round, make_local_step, round_key, run_keys, sample_batch
 
 CHUNKS = (None, 8, DEFAULT_PEER_CHUNK, 128)
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def bench(n: int, batch: int, repeats: int, loop_repeats: int) -> dict:
@@ -99,7 +100,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--loop-repeats", type=int, default=2)
+    parser.add_argument("--out", help="output directory (default: a new "
+                        "runs/bench-sim_throughput-YYYYmmdd-HHMMSS)")
     args = parser.parse_args()
+    out = bench_out("sim_throughput", args.out)
+    meta = provenance()
     rows = []
     for n in args.peers:
         row = bench(n, args.batch, args.repeats, args.loop_repeats)
@@ -111,11 +116,10 @@ def main() -> None:
                   f"{row['central_s'] * 1e3:8.2f} ms  loop {row['loop_s'] * 1e3:9.1f} ms  "
                   f"sim/central {row['sim_over_central']:.2f}  loop/sim "
                   f"{row['loop_over_sim']:.1f}", flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": platform.machine(), "cpus": jax.device_count(),
-            "jax": jax.__version__, "device": jax.devices()[0].platform}
-    (RESULTS / "sim_throughput.json").write_text(
-        json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    meta["devices"] = f"{jax.device_count()} {jax.devices()[0].platform}"
+    path = write_result(out / "sim_throughput.json", {"meta": meta, "results": rows})
+    if not args.json:
+        print(f"results: {path}")
 
 
 if __name__ == "__main__":

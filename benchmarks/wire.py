@@ -12,10 +12,20 @@ figure is ``size_bytes / median round-trip time``:
 - ``pickle``: the dict of numpy arrays pickled into one frame and unpickled (a baseline
   only: nothing in gossip-train pickles what crosses a process boundary).
 
-The modes alternate within each size, so they are compared side by side. Prints one JSON
-object per size and writes them to ``benchmarks/results/wire.json``.
+The modes alternate within each size, so they are compared side by side. ``--stages`` adds,
+per size, the median milliseconds of each stage of the receive path in one process (no
+socket): ``encode``, ``checks`` (``decode`` without the NaN/Inf scan: header, structure,
+dtypes, shapes, lengths), ``finite`` (the scan), ``stack`` (``np.stack`` of K = 2 received
+messages, what the peer did before) and ``stack_aligned`` (what it does now,
+``gossip.peer.buffers``), ``to_device_*`` (each stack handed to JAX) and ``mix_*`` (a
+jitted weighted sum of the K messages into the parameters, from each stack).
 
-Usage: ``python benchmarks/wire.py --json [--sizes-mib 1 16 64] [--repeats 30]``
+Prints one JSON object per size and writes them, with the command, machine, versions and
+load, to ``OUT/wire.json`` (``--out``; default a new ``runs/bench-wire-YYYYmmdd-HHMMSS``; the
+committed figures are ``--out benchmarks/results``).
+
+Usage: ``python benchmarks/wire.py --json [--sizes-mib 1 16 64] [--repeats 30] [--stages]
+[--out DIR]``
 """
 
 from __future__ import annotations
@@ -25,19 +35,17 @@ import functools
 import itertools
 import json
 import pickle  # the baseline being compared against, never used by the framework
-import platform
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import zmq
 
+from gossip.bench.provenance import bench_out, provenance, write_result
 from gossip.bench.timing import median_seconds
 from gossip.launch.local import free_ports
 from gossip.wire import decode, encode, make_template
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MODES = ("gossip", "raw_zmq", "pickle")
 ACK = b"ok"
 
@@ -128,7 +136,49 @@ def bench(size_mib: float, repeats: int, warmup: int = 3) -> dict:
     return {"size_bytes": size, "leaves": len(template.leaves), "repeats": repeats,
             "gossip_gbps": round(gbps["gossip"], 3), "raw_zmq_gbps": round(gbps["raw_zmq"], 3),
             "pickle_gbps": round(gbps["pickle"], 3),
-            "gossip_over_raw": round(gbps["gossip"] / gbps["raw_zmq"], 3)}
+            "gossip_over_raw": round(gbps["gossip"] / gbps["raw_zmq"], 3),
+            "gossip_over_pickle": round(gbps["gossip"] / gbps["pickle"], 3),
+            "round_trip_ms": {m: round(t * 1e3, 3) for m, t in seconds.items()}}
+
+
+def stages(size_mib: float, repeats: int, k: int = 2) -> dict[str, float]:
+    """Median milliseconds of each stage of receiving and mixing K messages (no socket)."""
+    import jax  # noqa: PLC0415 (only the stage profile needs JAX)
+    import jax.numpy as jnp  # noqa: PLC0415
+
+    from gossip.peer.buffers import stack_aligned  # noqa: PLC0415
+    from gossip.wire import codec  # noqa: PLC0415
+
+    tree = make_tree(size_mib)
+    template = make_template(tree)
+    frames = encode("gossip", 0, 0, template, tree)
+    # received frames are separate buffers, as libzmq hands them over (16-byte aligned)
+    received = [frames[0], *(np.frombuffer(bytes(f), np.uint8) for f in frames[1:])]
+    payloads = [decode(received, template, 2).payload for _ in range(k)]
+    params = jax.tree.map(jnp.asarray, tree)
+    w = jnp.full((k,), 1.0 / (k + 1), jnp.float32)
+    mix = jax.jit(lambda p, s: jax.tree.map(lambda a, b: a / (k + 1) + jnp.tensordot(w, b, 1),
+                                            p, s))
+    stacked = jax.tree.map(lambda *xs: np.stack(xs), *payloads)
+    aligned = stack_aligned(payloads)
+    scan = codec._all_finite
+    calls = {
+        "encode": lambda: encode("gossip", 0, 0, template, tree),
+        "checks": lambda: decode(received, template, 2),
+        "finite": lambda: [scan(a) for a in jax.tree.leaves(payloads[0])],
+        "stack": lambda: jax.tree.map(lambda *xs: np.stack(xs), *payloads),
+        "stack_aligned": lambda: stack_aligned(payloads),
+        "to_device_stacked": lambda: [jax.device_put(a) for a in jax.tree.leaves(stacked)],
+        "to_device_aligned": lambda: [jax.device_put(a) for a in jax.tree.leaves(aligned)],
+        "mix_stacked": lambda: mix(params, stacked),
+        "mix_aligned": lambda: mix(params, aligned),
+    }
+    codec._all_finite = lambda a: True  # "checks" without the scan
+    try:
+        seconds = median_seconds(calls, repeats, warmup=2)
+    finally:
+        codec._all_finite = scan
+    return {name: round(t * 1e3, 3) for name, t in seconds.items()}
 
 
 def main() -> None:
@@ -139,21 +189,27 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object per size")
     parser.add_argument("--sizes-mib", type=float, nargs="+", default=[1, 16, 64])
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--stages", action="store_true",
+                        help="also time each stage of the receive path in one process")
+    parser.add_argument("--out", help="output directory (default: a new "
+                        "runs/bench-wire-YYYYmmdd-HHMMSS)")
     args = parser.parse_args()
+    out = bench_out("wire", args.out)
+    meta = provenance()
     rows = []
     for size in args.sizes_mib:
         row = bench(size, args.repeats)
+        if args.stages:
+            row["stages_ms"] = stages(size, max(5, args.repeats // 3))
         rows.append(row)
         print(json.dumps(row) if args.json else
               f"{row['size_bytes'] / 2**20:6.1f} MiB  gossip {row['gossip_gbps']:6.2f} Gbit/s  "
               f"raw {row['raw_zmq_gbps']:6.2f}  pickle {row['pickle_gbps']:6.2f}  "
               f"gossip/raw {row['gossip_over_raw']:.2f}", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "wire.json").write_text(json.dumps({
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-                   f"python {platform.python_version()}, pyzmq {zmq.pyzmq_version()}, "
-                   f"libzmq {zmq.zmq_version()}",
-        "results": rows}, indent=2) + "\n")
+    meta["load_average_after"] = provenance()["machine"]["load_average"]
+    path = write_result(out / "wire.json", {**meta, "results": rows})
+    if not args.json:
+        print(f"results: {path}")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,6 @@ with 64 peers and on the MNIST-1D CNN, one seed each: a run there costs 5-10x mo
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from gossip.bench.algorithm_reports import write_report
+from gossip.bench.provenance import machine_info
 from gossip.config import resolve
 from gossip.errors import ConfigError
 from gossip.experiment import build_experiment
@@ -119,9 +118,8 @@ def _run(keys: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cores": os.cpu_count(), "python": platform.python_version(),
-            "jax": jax.__version__, "devices": str(jax.devices())}
+    """``provenance.machine_info()`` (CPU, cores, load, versions) and the JAX devices."""
+    return {**machine_info(), "devices": str(jax.devices())}
 
 
 def consensus_check(n: int, dim: int, rounds: int, compress: str, ratio: float,

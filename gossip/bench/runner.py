@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from gossip.bench.consensus import measure_consensus
 from gossip.bench.cost_model import out_degrees, round_times
 from gossip.bench.plots import write_plots
+from gossip.bench.provenance import machine_info
 from gossip.bench.report import RAW_KEYS, build_results, markdown, write_json
 from gossip.bench.suite import SuiteConfig, TaskSpec, topology_options
 from gossip.bench.timing import median_time
@@ -167,8 +167,7 @@ def run_suite(suite: SuiteConfig, log: Log = _stderr) -> dict[str, Any]:
             consensus.append(measure_consensus(topo, suite.consensus_rounds,
                                                suite.consensus_dim, seed=suite.seeds[0]))
     return {"suite": suite.to_dict(),
-            "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                        "jax": jax.__version__, "devices": str(jax.devices())},
+            "machine": {**machine_info(), "devices": str(jax.devices())},
             "step_time_s": step_time, "message_bytes": msg_bytes, "runs": runs,
             "consensus": consensus, "wall_time_s": time.perf_counter() - start}
 
