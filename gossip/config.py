@@ -71,6 +71,7 @@ class Config:
     catchup_after: int = 3
     catchup_timeout: float = 5.0
     checkpoint_every: int = 10
+    compile_cache: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a plain dict (TOML-serialisable)."""
@@ -209,6 +210,9 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "seconds of silence after which a neighbour is presumed dead"),
     ("--checkpoint-every", "checkpoint_every", int,
      "write a checkpoint every this many rounds (0: never)"),
+    ("--compile-cache", "compile_cache", str,
+     "persistent XLA compilation cache the peers share: a directory, auto (OUT/compile-cache) "
+     "or off"),
 ]
 _METAVARS = {"peers": "N", "topology": "NAME", "weights": "NAME", "rule": "NAME",
              "compress": "NAME", "compress_ratio": "R", "outer_optimizer": "NAME",
@@ -218,9 +222,9 @@ _METAVARS = {"peers": "N", "topology": "NAME", "weights": "NAME", "rule": "NAME"
              "batch_size": "B", "lr": "LR", "optimizer": "NAME", "momentum": "M",
              "partition": "NAME", "alpha": "A", "seed": "S", "out": "DIR", "eval_every": "K",
              "round_deadline": "S", "startup_timeout": "S", "heartbeat_timeout": "S",
-             "checkpoint_every": "K"}
+             "checkpoint_every": "K", "compile_cache": "DIR"}
 PEER_KEYS = ("round_deadline", "startup_timeout", "max_ahead", "heartbeat_interval",
-             "heartbeat_timeout", "catchup_after", "checkpoint_every")
+             "heartbeat_timeout", "catchup_after", "checkpoint_every", "compile_cache")
 """Keys that matter only for real peers (``gossip peer``, ``gossip launch``)."""
 
 OUT_DEFAULT = {"sim": "a new runs/sim-YYYYmmdd-HHMMSS",

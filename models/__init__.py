@@ -1,21 +1,18 @@
 """Models: pure ``init`` / ``apply`` / ``loss`` / ``metric`` functions over plain pytrees.
 
-Use ``make_model(name, meta, **options)``; ``MODELS`` maps each name to its factory.
+Use ``make_model(name, meta, **options)``; ``MODELS`` maps each name to its factory. A
+model's module (and flax, for the models written with it) is imported when the model is
+first built, so a run imports only the model it uses (``linear`` needs no flax).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from gossip.models.base import Model
-from gossip.models.cnn import make_cnn1d, make_cnn2d
-from gossip.models.linear import make_linear
-from gossip.models.logistic import make_logistic
-from gossip.models.matrix_factorization import make_mf
-from gossip.models.mlp import make_mlp
-from gossip.models.transformer import make_transformer
 
 from gossip.errors import unknown
 
@@ -23,14 +20,27 @@ __all__ = ["MODELS", "Model", "make_model"]
 
 ModelFactory = Callable[..., Model]
 
+
+def _lazy(module: str, factory: str) -> ModelFactory:
+    """The factory ``gossip.models.<module>.<factory>``, imported on its first call."""
+
+    def make(*args: Any, **kwargs: Any) -> Model:
+        return getattr(importlib.import_module(f"gossip.models.{module}"), factory)(
+            *args, **kwargs)
+
+    make.__name__ = make.__qualname__ = factory
+    make.__doc__ = f"``gossip.models.{module}.{factory}``, imported when first called."
+    return make
+
+
 MODELS: Mapping[str, ModelFactory] = MappingProxyType({
-    "linear": make_linear,
-    "logistic": make_logistic,
-    "mlp": make_mlp,
-    "cnn1d": make_cnn1d,
-    "cnn2d": make_cnn2d,
-    "transformer": make_transformer,
-    "mf": make_mf,
+    "linear": _lazy("linear", "make_linear"),
+    "logistic": _lazy("logistic", "make_logistic"),
+    "mlp": _lazy("mlp", "make_mlp"),
+    "cnn1d": _lazy("cnn", "make_cnn1d"),
+    "cnn2d": _lazy("cnn", "make_cnn2d"),
+    "transformer": _lazy("transformer", "make_transformer"),
+    "mf": _lazy("matrix_factorization", "make_mf"),
 })
 
 

@@ -17,15 +17,17 @@ Tasks and what a model computes for them:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from gossip import errors
 from gossip.errors import ConfigError
+
+if TYPE_CHECKING:  # flax is imported by the models that use it, not by this module
+    import flax.linen as nn
 
 Params = Any
 TASKS = ("classification", "regression", "lm", "ratings")
@@ -145,6 +147,8 @@ def dense_head(x: jax.Array, num_outputs: int | None) -> jax.Array:
     Returns:
         ``(B, C)`` logits, or ``(B,)`` predictions when ``num_outputs`` is None.
     """
+    import flax.linen as nn  # noqa: PLC0415 (only flax models call this)
+
     if num_outputs is None:
         return nn.Dense(1, name="out")(x)[:, 0]
     return nn.Dense(num_outputs, name="out")(x)

@@ -57,3 +57,27 @@ def test_no_generic_top_level_name_is_installed():
     result = subprocess.run([sys.executable, "-c", "import gossip.models as m; print(m.MODELS)"],
                             capture_output=True, text=True, timeout=120, cwd="/")
     assert result.returncode == 0 and "mlp" in result.stdout, result.stderr
+
+
+def _loaded(code: str, prefixes: tuple[str, ...]) -> list[str]:
+    """The modules starting with one of ``prefixes`` that ``code`` leaves loaded."""
+    probe = (f"{code}; import sys; print(sorted(m for m in sys.modules "
+             f"if m.split('.')[0] in {prefixes!r} or m.startswith({prefixes!r})))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120, cwd="/")
+    assert result.returncode == 0, result.stderr
+    return eval(result.stdout)  # a printed list of module names
+
+
+def test_a_peer_imports_only_what_its_model_needs():
+    # the CLI (and `gossip keys`) start without JAX; the zoo imports a model when it is built,
+    # so a run of a model without flax (linear) never loads flax, nor any benchmark code
+    assert _loaded("import gossip.cli, gossip.wire", ("jax", "flax", "gossip.wire.codec")) == []
+    build = ("from gossip.config import Config; from gossip.launch.peer_task import "
+             "build_peer_task; build_peer_task(Config(peers=4, model='linear', "
+             "dataset='teacher_linear'), 0)")
+    assert _loaded(build, ("flax", "orbax", "tensorstore", "matplotlib", "gossip.bench",
+                           "gossip.models.mlp", "gossip.models.cnn")) == []
+    assert "flax" in _loaded("from gossip.models import make_model; make_model('mlp', "
+                             "{'task': 'classification', 'num_classes': 3, "
+                             "'input_shape': (4,)})", ("flax",))

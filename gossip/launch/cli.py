@@ -50,6 +50,7 @@ def _stop_at_stdin_eof() -> None:
 def run_peer_command(args: argparse.Namespace) -> int:
     """``gossip peer``: builds this peer's task from the config and runs it."""
     from gossip.launch.addresses import check_address
+    from gossip.launch.compile_cache import cache_dir, enable_compile_cache
     from gossip.launch.environment import peer_identity
     from gossip.launch.peer_task import build_peer_task, peer_options, run_digest
     from gossip.peer.checkpoint import CheckpointError
@@ -66,6 +67,7 @@ def run_peer_command(args: argparse.Namespace) -> int:
     except KeyFileError as e:
         logging.getLogger("gossip.peer").error("%s", e)
         return 1
+    enable_compile_cache(cache_dir(config.compile_cache, Path(config.out)))
     task = build_peer_task(config, peer_id)
     options = peer_options(config, addresses, bind=bind, resume=args.resume,
                            run_digest=run_digest(config), keys=keys)

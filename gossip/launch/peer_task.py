@@ -18,7 +18,7 @@ from gossip.training import run_keys
 # other values of these may be resumed.
 RUNTIME_KEYS = ("out", "save_params", "rounds", "eval_every", "round_deadline",
                 "startup_timeout", "max_ahead", "heartbeat_interval", "heartbeat_timeout",
-                "catchup_after", "catchup_timeout", "checkpoint_every")
+                "catchup_after", "catchup_timeout", "checkpoint_every", "compile_cache")
 
 
 def run_digest(config: Config) -> str:
