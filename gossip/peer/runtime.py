@@ -135,6 +135,8 @@ class Peer:
         self._mixed_round = -1
         # An attacker's view of the honest peers: what it received in the previous round.
         self._received: tuple[list[Any], list[float]] = ([], [])
+        # Seconds of the last round's stages: local steps, encode + send, finish (stack + mix).
+        self.stage_times = {"compute_time": 0.0, "send_time": 0.0, "mix_time": 0.0}
 
     # -- topology -----------------------------------------------------------------------------
 
@@ -410,16 +412,21 @@ class Peer:
             nor mixes) and the seconds spent waiting for messages.
         """
         fn = self.fn
+        times = self.stage_times = {"compute_time": 0.0, "send_time": 0.0, "mix_time": 0.0}
         key = round_key(self.task.train_key, self.i, t)
         receivers = self.receivers(t)
         early = fn.early(self.state)
         if early is not None:  # sent while the local steps run
+            begin = time.perf_counter()
             sent = self._send_message(t, self._forge(early, key), receivers)
+            times["send_time"] += time.perf_counter() - begin
+        begin = time.perf_counter()
         out = self._local(key)
         if out is None and self._roll_back(t):
             # Again from the state before the last mix. A cta message is out already (from
             # the state rolled back from): it only fills the slots of missing messages.
             out = self._local(key)
+        times["compute_time"] = time.perf_counter() - begin
         if out is None:
             log.warning("round %d: the local steps are not finite from the last finite "
                         "state either: this round neither sends nor mixes", t)
@@ -429,12 +436,15 @@ class Peer:
         self._good = self.state
         msg = fn.message(pending, early)
         if early is None:
+            begin = time.perf_counter()
             sent = self._send_message(t, self._forge(msg, key), receivers)
+            times["send_time"] += time.perf_counter() - begin
         undelivered = self.task.topology.share(t, self.i, receivers - sent)
         loss = float(loss)
         wait_start = time.perf_counter()
         received = self.inbox.wait_round(t, self.options.round_deadline)
         wait = time.perf_counter() - wait_start
+        mix_start = time.perf_counter()
         neighbours, weights, self_weight = self.in_neighbours(t)
         slots, w = [], np.array(weights)
         for k, j in enumerate(neighbours):
@@ -452,7 +462,9 @@ class Peer:
             arrived = [k for k, j in enumerate(neighbours) if j != self.i and int(j) in received]
             self._received = ([received[int(neighbours[k])] for k in arrived],
                               [float(weights[k]) for k in arrived])
-        if not bool(ok):
+        mixed = bool(ok)  # waits for the mix
+        times["mix_time"] = time.perf_counter() - mix_start
+        if not mixed:
             self.counters.mixes_discarded += 1
             log.warning("round %d: the mix is not finite: discarded (its messages came from "
                         "peer(s) %s); the round's start state is kept", t, self._mixed_with)
@@ -486,7 +498,9 @@ class Peer:
         record: dict[str, Any] = {
             "peer": self.i, "round": t + 1, "step": (t + 1) * task.rule.local_steps,
             "time": round(elapsed, 4), "round_time": round(round_time, 4),
-            "wait_time": round(wait, 4), "loss": loss,
+            "wait_time": round(wait, 4),
+            **{name: round(seconds, 4) for name, seconds in self.stage_times.items()},
+            "loss": loss,
             "params_finite": bool(self.fn.finite((self.state.params, self.state.rule_state))),
             "neighbours_alive": len(self.inbox.alive(self.near(t))),
         }

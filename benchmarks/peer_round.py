@@ -1,0 +1,213 @@
+"""Benchmark: a real peer's round, stage by stage, and the share of it that is communication.
+
+For each configuration (model size × topology × order), runs N real peer processes on this
+host the way ``gossip launch --local N`` does (it *is* ``gossip launch``: a ring or the
+exponential graph, an MLP on digits sized to about 1 MiB or 16 MiB of float32 parameters,
+D-PSGD adapt-then-combine ``dpsgd`` or combine-then-adapt ``dpsgd_cta``) and reads every
+peer's metrics file. Per round and peer the runtime records ``compute_time`` (the H local
+steps), ``send_time`` (encode + send), ``wait_time`` (waiting for the in-neighbours'
+messages), ``mix_time`` (stack + mix) and ``round_time``. After ``--skip`` warm-up rounds,
+the figures are medians over every (peer, round):
+
+- ``compute_s``: the local steps; ``exchange_s`` = ``round_s − compute_s`` (everything but
+  the local steps: encode, send, wait, decode, mix); ``exchange_share`` = exchange_s / round_s;
+- ``send_s``, ``wait_s``, ``mix_s``: the stages of the exchange;
+- ``raw_s``: the time the same bytes take between two processes over raw pyzmq
+  (``copy=False``, no checks): a peer's K in-neighbour messages of ``model_bytes`` each, sent
+  one after the other from one process to another and acknowledged (median of 15);
+  ``exchange_over_raw`` = exchange_s / raw_s.
+
+H (``--local-steps``) defaults to the number of local steps that take about
+``--compute-ms`` (50) milliseconds for the model, measured in this process before the runs.
+With N peers sharing the cores of one machine, each peer's local steps take longer than
+that (``compute_s`` says how long).
+
+Prints one JSON object per configuration (``--json``: only those) and writes them, with the
+command, machine, versions and load, to ``OUT/peer_round.json`` (``--out``; default a new
+``runs/bench-peer_round-YYYYmmdd-HHMMSS``).
+
+Usage: ``python benchmarks/peer_round.py --json [--peers 8] [--sizes-mib 1 16]
+[--topologies ring exponential] [--orders atc cta] [--rounds 30] [--compute-ms 50]
+[--local-steps H] [--out DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from gossip.bench.provenance import bench_out, provenance, write_result
+from gossip.launch.local import free_ports
+
+INPUTS, CLASSES = 64, 10  # digits: 8x8 images, 10 classes
+RULES = {"atc": "dpsgd", "cta": "dpsgd_cta"}
+ACK = b"ok"
+
+
+def hidden_for(size_mib: float) -> int:
+    """The MLP width whose float32 parameters take about ``size_mib`` MiB."""
+    return max(1, round((size_mib * 2**20 / 4 - CLASSES) / (INPUTS + 1 + CLASSES)))
+
+
+def model_bytes(hidden: int) -> int:
+    return 4 * (INPUTS * hidden + hidden + hidden * CLASSES + CLASSES)
+
+
+def steps_for(hidden: int, compute_ms: float) -> int:
+    """Local steps of the MLP that take about ``compute_ms`` ms, timed in this process."""
+    import jax  # noqa: PLC0415 (only the calibration needs JAX here)
+
+    from gossip.bench.timing import median_time  # noqa: PLC0415
+    from gossip.config import Config  # noqa: PLC0415
+    from gossip.experiment import build_experiment, init_peer_params  # noqa: PLC0415
+    from gossip.training import make_local_step, run_keys, sample_batch  # noqa: PLC0415
+
+    exp = build_experiment(Config(peers=2, model_options={"hidden": [hidden]}, optimizer="sgd"))
+    init_key, key = run_keys(0)
+    params = init_peer_params(exp.model, exp.dataset.x_train[:1], init_key, 0, True)
+    state = {"p": params, "o": exp.optimizer.init(params)}
+    step = jax.jit(make_local_step(exp.model.loss, exp.optimizer))
+    x, y = jax.numpy.asarray(exp.dataset.x_train), jax.numpy.asarray(exp.dataset.y_train)
+    batch = sample_batch(key, x, y, jax.numpy.asarray(len(x)), exp.config.batch_size)
+
+    def one() -> object:
+        state["p"], state["o"], metrics = step(state["p"], state["o"], batch, key)
+        return metrics["loss"]
+
+    return max(1, round(compute_ms / 1e3 / median_time(one, 9, warmup=2)))
+
+
+def serve_raw(address: str, messages: int) -> None:
+    """The receiving end of ``raw_seconds``: acknowledges each message."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(address)
+    try:
+        for _ in range(messages):
+            ident, *_ = sock.recv_multipart(copy=False)
+            sock.send_multipart([ident, ACK])
+    finally:
+        sock.close()
+        ctx.term()
+
+
+def raw_seconds(nbytes: int, k: int, repeats: int = 15, warmup: int = 3) -> float:
+    """Median seconds to move k messages of ``nbytes`` from one process to another (raw
+    pyzmq, ``copy=False``, each acknowledged before the next)."""
+    address = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+    total = (repeats + warmup) * k
+    server = subprocess.Popen([sys.executable, __file__, "--serve-raw", address, str(total)])
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    payload = np.ones(nbytes, np.uint8)
+    times = []
+    try:
+        for i in range(repeats + warmup):
+            start = time.perf_counter()
+            for _ in range(k):
+                sock.send(payload, copy=False)
+                if not sock.poll(60_000):
+                    raise RuntimeError("raw pyzmq: no acknowledgement")
+                sock.recv()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+        server.wait(timeout=60)
+    finally:
+        sock.close()
+        ctx.term()
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    return statistics.median(times)
+
+
+def run_config(args: argparse.Namespace, out: Path, hidden: int, steps: int, topology: str,
+               order: str) -> dict:
+    """One ``gossip launch --local`` run; the medians of its peers' stage times."""
+    run_dir = out / f"{model_bytes(hidden) // 2**20}mib-{topology}-{order}"
+    command = [sys.executable, "-m", "gossip", "launch", "--local", str(args.peers),
+               "--topology", topology, "--rule", RULES[order], "--optimizer", "sgd",
+               "--rounds", str(args.rounds), "--local-steps", str(steps),
+               "--eval-every", str(args.rounds), "--out", str(run_dir), "--no-progress",
+               "--no-plot", "--checkpoint-every", "0",
+               "--set", f"model_options={{hidden=[{hidden}]}}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"gossip launch failed: {done.stderr[-2000:]}")
+    records = []
+    for path in sorted(run_dir.glob("peer-*.jsonl")):
+        records += [r for r in map(json.loads, path.read_text().splitlines())
+                    if r["round"] > args.skip]
+
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in records)
+
+    round_s, compute_s = med("round_time"), med("compute_time")
+    exchange_s = statistics.median(r["round_time"] - r["compute_time"] for r in records)
+    from gossip.topology import make_topology  # noqa: PLC0415
+
+    k = make_topology(topology, args.peers).k
+    raw = raw_seconds(model_bytes(hidden), k)
+    return {"model_bytes": model_bytes(hidden), "hidden": hidden, "peers": args.peers,
+            "topology": topology, "in_neighbours": k, "order": order, "local_steps": steps,
+            "rounds": args.rounds, "samples": len(records), "compute_s": round(compute_s, 5),
+            "exchange_s": round(exchange_s, 5), "round_s": round(round_s, 5),
+            "exchange_share": round(exchange_s / round_s, 4),
+            "send_s": round(med("send_time"), 5), "wait_s": round(med("wait_time"), 5),
+            "mix_s": round(med("mix_time"), 5), "raw_s": round(raw, 5),
+            "exchange_over_raw": round(exchange_s / raw, 3)}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve-raw":
+        serve_raw(sys.argv[2], int(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print only JSON")
+    parser.add_argument("--peers", type=int, default=8)
+    parser.add_argument("--sizes-mib", type=float, nargs="+", default=[1, 16])
+    parser.add_argument("--topologies", nargs="+", default=["ring", "exponential"])
+    parser.add_argument("--orders", nargs="+", choices=sorted(RULES), default=["atc", "cta"])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--skip", type=int, default=3, help="warm-up rounds left out")
+    parser.add_argument("--compute-ms", type=float, default=50.0,
+                        help="local work per round to aim for, in ms (sets H)")
+    parser.add_argument("--local-steps", type=int, help="H (default: from --compute-ms)")
+    parser.add_argument("--out", help="output directory (default: a new "
+                        "runs/bench-peer_round-YYYYmmdd-HHMMSS)")
+    args = parser.parse_args()
+    out = bench_out("peer_round", args.out)
+    meta = provenance()
+    rows = []
+    for size in args.sizes_mib:
+        hidden = hidden_for(size)
+        steps = args.local_steps or steps_for(hidden, args.compute_ms)
+        for topology, order in itertools.product(args.topologies, args.orders):
+            row = run_config(args, out, hidden, steps, topology, order)
+            rows.append(row)
+            print(json.dumps(row) if args.json else
+                  f"{row['model_bytes'] / 2**20:5.1f} MiB {topology:11s} {order}: round "
+                  f"{row['round_s'] * 1e3:7.1f} ms, compute {row['compute_s'] * 1e3:7.1f}, "
+                  f"exchange {row['exchange_s'] * 1e3:7.1f} ({row['exchange_share']:.0%}; "
+                  f"send {row['send_s'] * 1e3:.1f}, wait {row['wait_s'] * 1e3:.1f}, mix "
+                  f"{row['mix_s'] * 1e3:.1f}), raw pyzmq {row['raw_s'] * 1e3:.2f} ms", flush=True)
+    meta["load_average_after"] = provenance()["machine"]["load_average"]
+    path = write_result(out / "peer_round.json", {**meta, "results": rows})
+    if not args.json:
+        print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
