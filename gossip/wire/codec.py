@@ -33,6 +33,11 @@ DTYPES: dict[str, np.dtype] = {
         "float16", "float32", "float64", "int8", "int16", "int32", "int64",
         "uint8", "uint16", "uint32", "uint64", "bool")
 } | {"bfloat16": np.dtype(ml_dtypes.bfloat16)}
+# Looked up per leaf and message: dict and set lookups, where ``np.dtype.name`` and
+# ``np.issubdtype`` cost microseconds each (the per-message cost at 1 MiB, docs/benchmarks.md).
+_NAMES: dict[np.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
+_INEXACT = frozenset(d for d in DTYPES.values() if np.issubdtype(d, np.inexact))
+_BLAS = frozenset({np.dtype(np.float32), np.dtype(np.float64)})
 _HEADER_KEYS = {"v": int, "kind": str, "sender": int, "round": int, "struct": str,
                 "leaves": list}
 _HEADER_BASE_BYTES = 1024  # header budget besides the per-leaf entries
@@ -119,7 +124,8 @@ def structure_hash(leaves: Sequence[tuple[str, str, tuple[int, ...]]]) -> str:
 
 def dtype_name(dtype: np.dtype) -> str:
     """The wire name of a dtype (``np.dtype.name``, e.g. ``"float32"``, ``"bfloat16"``)."""
-    return np.dtype(dtype).name
+    name = _NAMES.get(dtype)
+    return name if name is not None else np.dtype(dtype).name
 
 
 class Message(NamedTuple):
@@ -288,8 +294,9 @@ def _decode_body(header: Header, buffers: list[memoryview], template: Template) 
     if len(buffers) != 1 + expected_leaves:
         raise WireError(f"{len(buffers)} frames, expected {1 + expected_leaves}")
     specs = template.leaves[:expected_leaves]
-    leaves = [_decode_leaf(spec, entry, buf)
-              for spec, entry, buf in zip(specs, entries, buffers[1:], strict=True)]
+    with np.errstate(over="ignore", invalid="ignore"):  # the NaN/Inf scan's overflow
+        leaves = [_decode_leaf(spec, entry, buf)
+                  for spec, entry, buf in zip(specs, entries, buffers[1:], strict=True)]
     payload = jax.tree.unflatten(template.treedef, leaves) if kind in PAYLOAD_KINDS else None
     if payload is not None and template.check is not None:
         try:
@@ -323,7 +330,7 @@ def _decode_leaf(spec: LeafSpec, entry: Any, buf: memoryview) -> np.ndarray:
     if buf.nbytes != spec.nbytes:
         raise WireError(f"{where}: frame has {buf.nbytes} bytes, expected {spec.nbytes}")
     array = np.frombuffer(buf, dtype=spec.dtype).reshape(spec.shape)
-    if np.issubdtype(spec.dtype, np.inexact) and not _all_finite(array):
+    if spec.dtype in _INEXACT and not _all_finite(array):
         raise WireError(f"{where}: contains NaN or Inf")
     return array
 
@@ -332,7 +339,7 @@ def _all_finite(a: np.ndarray) -> bool:
     # NaN and Inf propagate through a sum of squares, which BLAS computes in one fast pass
     # (2-3x faster than ``isfinite(a).all()``); only when it is not finite (NaN, Inf, or the
     # overflow of huge finite values) look element by element.
+    # The caller silences overflow warnings (``_decode_body``: once per message, not per leaf).
     flat = a.reshape(-1)
-    with np.errstate(over="ignore", invalid="ignore"):
-        fast = np.dot(flat, flat) if a.dtype in (np.float32, np.float64) else np.sum(flat)
-    return bool(np.isfinite(fast)) or bool(np.isfinite(a).all())
+    fast = np.dot(flat, flat) if a.dtype in _BLAS else np.sum(flat)
+    return math.isfinite(float(fast)) or bool(np.isfinite(a).all())
