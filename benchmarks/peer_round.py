@@ -11,11 +11,13 @@ the figures are medians over every (peer, round):
 
 - ``compute_s``: the local steps; ``exchange_s`` = ``round_s − compute_s`` (everything but
   the local steps: encode, send, wait, decode, mix); ``exchange_share`` = exchange_s / round_s;
-- ``send_s``, ``wait_s``, ``mix_s``: the stages of the exchange;
+- ``send_s``, ``wait_s``, ``mix_s``: the stages of the exchange; ``own_s`` = send + mix, the
+  exchange's own work without waiting (with N peers on fewer cores, ``wait_s`` is mostly the
+  neighbours' local steps, not the network);
 - ``raw_s``: the time the same bytes take between two processes over raw pyzmq
   (``copy=False``, no checks): a peer's K in-neighbour messages of ``model_bytes`` each, sent
   one after the other from one process to another and acknowledged (median of 15);
-  ``exchange_over_raw`` = exchange_s / raw_s.
+  ``exchange_over_raw`` = exchange_s / raw_s, ``own_over_raw`` = own_s / raw_s.
 
 H (``--local-steps``) defaults to the number of local steps that take about
 ``--compute-ms`` (50) milliseconds for the model, measured in this process before the runs.
@@ -156,6 +158,7 @@ def run_config(args: argparse.Namespace, out: Path, hidden: int, steps: int, top
 
     round_s, compute_s = med("round_time"), med("compute_time")
     exchange_s = statistics.median(r["round_time"] - r["compute_time"] for r in records)
+    own_s = statistics.median(r["send_time"] + r["mix_time"] for r in records)
     from gossip.topology import make_topology  # noqa: PLC0415
 
     k = make_topology(topology, args.peers).k
@@ -167,7 +170,8 @@ def run_config(args: argparse.Namespace, out: Path, hidden: int, steps: int, top
             "exchange_share": round(exchange_s / round_s, 4),
             "send_s": round(med("send_time"), 5), "wait_s": round(med("wait_time"), 5),
             "mix_s": round(med("mix_time"), 5), "raw_s": round(raw, 5),
-            "exchange_over_raw": round(exchange_s / raw, 3)}
+            "exchange_over_raw": round(exchange_s / raw, 3),
+            "own_s": round(own_s, 5), "own_over_raw": round(own_s / raw, 3)}
 
 
 def main() -> None:
