@@ -52,6 +52,10 @@ def slem(w: np.ndarray) -> float:
     return _norm2(a)
 
 
+ARPACK_ITERATIONS = 50
+"""Restarts ARPACK may take for a sparse SLEM before ``sparse_slem`` gives up in one line."""
+
+
 def sparse_slem(w: scipy.sparse.sparray) -> float:
     """``slem`` of a sparse W without building ``W − 11ᵀ/n`` densely (ARPACK, O(n·k) a step).
 
@@ -81,10 +85,12 @@ def sparse_slem(w: scipy.sparse.sparray) -> float:
     v0 = np.random.default_rng(0).standard_normal(n)
     try:
         if is_symmetric_stochastic(w):
-            vals = scipy.sparse.linalg.eigsh(a, k=1, which="LM", v0=v0, tol=1e-10,
-                                             maxiter=20 * n, return_eigenvectors=False)
+            vals = scipy.sparse.linalg.eigsh(a, k=1, which="LM", v0=v0, tol=1e-9,
+                                             ncv=min(n - 1, 40), maxiter=ARPACK_ITERATIONS,
+                                             return_eigenvectors=False)
             return float(abs(vals[0]))
-        vals = scipy.sparse.linalg.svds(a, k=1, v0=v0, tol=1e-10, maxiter=20 * n,
+        vals = scipy.sparse.linalg.svds(a, k=1, v0=v0, tol=1e-9, ncv=min(n - 1, 40),
+                                        maxiter=ARPACK_ITERATIONS,
                                         return_singular_vectors=False)
         return float(vals[0])
     except scipy.sparse.linalg.ArpackNoConvergence as e:
