@@ -39,7 +39,7 @@ import jax
 import numpy as np
 import zmq
 
-from gossip.bench.provenance import bench_out, provenance
+from gossip.bench.provenance import provenance, script_out
 from gossip.config import resolve
 from gossip.launch.local import free_ports
 from gossip.launch.peer_task import build_peer_task
@@ -199,7 +199,7 @@ def main() -> None:
                     "runs/bench-flood-YYYYmmdd-HHMMSS)")
     ap.add_argument("--json", action="store_true", help="print only the JSON result")
     args = ap.parse_args()
-    args.out = bench_out("flood", args.out)
+    args.out = script_out("flood", args.out)
     meta = provenance()
     quiet = run_once(args.out / "quiet", args, None)
     flooded = run_once(args.out / "flood", args, message_template())

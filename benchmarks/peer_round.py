@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from gossip.bench.provenance import bench_out, provenance, write_result
+from gossip.bench.provenance import provenance, script_out, write_result
 from gossip.launch.local import free_ports
 
 INPUTS, CLASSES = 64, 10  # digits: 8x8 images, 10 classes
@@ -192,7 +192,7 @@ def main() -> None:
     parser.add_argument("--out", help="output directory (default: a new "
                         "runs/bench-peer_round-YYYYmmdd-HHMMSS)")
     args = parser.parse_args()
-    out = bench_out("peer_round", args.out)
+    out = script_out("peer_round", args.out)
     meta = provenance()
     rows = []
     for size in args.sizes_mib:

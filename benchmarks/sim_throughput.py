@@ -26,7 +26,7 @@ import resource
 import jax
 import jax.numpy as jnp
 
-from gossip.bench.provenance import bench_out, provenance, write_result
+from gossip.bench.provenance import provenance, script_out, write_result
 from gossip.bench.timing import median_time
 from gossip.config import Config
 from gossip.experiment import build_experiment, init_stacked_params, stack_shards
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--out", help="output directory (default: a new "
                         "runs/bench-sim_throughput-YYYYmmdd-HHMMSS)")
     args = parser.parse_args()
-    out = bench_out("sim_throughput", args.out)
+    out = script_out("sim_throughput", args.out)
     meta = provenance()
     rows = []
     for n in args.peers:

@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from gossip.bench.provenance import bench_out, provenance, write_result
+from gossip.bench.provenance import provenance, script_out, write_result
 
 
 def peak_rss(pid: int) -> int:
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--out", help="output directory (default: a new "
                         "runs/bench-startup-YYYYmmdd-HHMMSS)")
     args = parser.parse_args()
-    out = bench_out("startup", args.out)
+    out = script_out("startup", args.out)
     meta = provenance()
     rows = []
     for k in range(args.runs):

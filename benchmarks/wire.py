@@ -41,7 +41,7 @@ import sys
 import numpy as np
 import zmq
 
-from gossip.bench.provenance import bench_out, provenance, write_result
+from gossip.bench.provenance import provenance, script_out, write_result
 from gossip.bench.timing import median_seconds
 from gossip.launch.local import free_ports
 from gossip.wire import decode, encode, make_template
@@ -194,7 +194,7 @@ def main() -> None:
     parser.add_argument("--out", help="output directory (default: a new "
                         "runs/bench-wire-YYYYmmdd-HHMMSS)")
     args = parser.parse_args()
-    out = bench_out("wire", args.out)
+    out = script_out("wire", args.out)
     meta = provenance()
     rows = []
     for size in args.sizes_mib:

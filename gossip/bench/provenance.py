@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from gossip.errors import ConfigError
 from gossip.outputs import check_out, make_out, new_run_dir
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
@@ -98,6 +99,16 @@ def bench_out(name: str, out: str | Path | None) -> Path:
     path = Path(out) if out else new_run_dir(f"bench-{name}")
     check_out(path)
     return make_out(path)
+
+
+def script_out(name: str, out: str | Path | None) -> Path:
+    """``bench_out`` for a benchmark script: a bad ``--out`` is one line
+    ``<script>: error: ...`` on stderr and exit status 2, never a traceback."""
+    try:
+        return bench_out(name, out)
+    except ConfigError as e:
+        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def write_result(path: Path, result: dict[str, Any]) -> Path:
