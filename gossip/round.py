@@ -100,8 +100,11 @@ class PeerRound(NamedTuple):
     Attributes:
         early: ``early(state) -> message | None``: the message when the rule sends before its
             local steps (``cta``), else None.
-        local: ``local(state, shard, key) -> (pending, loss)``: the H local steps (``loss``
-            () their mean training loss) and, for ``atc``, the update adapted into the state.
+        local: ``local(state, shard, key, steps=None) -> (pending, loss)``: the H local
+            steps (``loss`` () their mean training loss) and, for ``atc``, the update adapted
+            into the state. ``steps`` () int32 in [1, H], given: only the first ``steps`` of
+            the H run (time-budgeted local work; ``make_local_round`` masks the rest), and the
+            update is what they made.
         message: ``message(pending, early) -> message``: what this peer sends this round.
         begin: ``begin(state, shard, key) -> (message, pending, loss)``: ``early``, ``local``
             and ``message``.
@@ -161,14 +164,17 @@ def make_peer_round(rule: GossipRule, local_round: LocalRound) -> PeerRound:
         The round's pure functions.
     """
     cta = rule.order == "cta"
-    keeps_mass = rule.stochastic == "column"
+    # A rule that sends running sums (async-capable) carries an unsent share in its next message.
+    keeps_mass = rule.stochastic == "column" and "async" not in rule.modes
 
     def early(state: PeerState) -> Payload | None:
         return rule.message(state.params, state.rule_state) if cta else None
 
-    def local(state: PeerState, shard: Shard, key: jax.Array) -> tuple[Pending, jax.Array]:
+    def local(state: PeerState, shard: Shard, key: jax.Array,
+              steps: jax.Array | None = None) -> tuple[Pending, jax.Array]:
+        extra = {} if steps is None else {"steps": steps}
         stepped, opt_state, loss = local_round(state.params, state.opt_state, shard.x,
-                                               shard.y, shard.size, key)
+                                               shard.y, shard.size, key, **extra)
         update = jax.tree.map(jnp.subtract, stepped, state.params)
         draw = jax.random.key_data(jax.random.fold_in(key, DRAW_SALT))
         if cta:

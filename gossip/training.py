@@ -125,10 +125,12 @@ def make_local_round(step: LocalStep, batch_size: int, local_steps: int) -> Call
         local_steps: H.
 
     Returns:
-        ``local_round(params, opt_state, x, y, size, key) -> (params, opt_state, loss)``
-        where ``x (M, *X)``, ``y (M, *Y)`` is the peer's padded shard, ``size`` () its valid
-        length and ``loss`` () the mean loss over the H steps. Step h uses
-        ``fold_in(key, h)``, split into a batch key and a step key.
+        ``local_round(params, opt_state, x, y, size, key, steps=None) -> (params, opt_state,
+        loss)`` where ``x (M, *X)``, ``y (M, *Y)`` is the peer's padded shard, ``size`` () its
+        valid length and ``loss`` () the mean loss over the H steps. Step h uses
+        ``fold_in(key, h)``, split into a batch key and a step key. ``steps`` () int32, given:
+        only steps h < ``steps`` change the state (the rest are computed and discarded, so
+        the count can differ per peer under ``vmap``) and ``loss`` is their mean.
 
     Raises:
         ConfigError: ``batch_size`` < 0.
@@ -136,18 +138,25 @@ def make_local_round(step: LocalStep, batch_size: int, local_steps: int) -> Call
     batch_size = check_int("batch_size", batch_size, FULL_BATCH)
 
     def local_round(params: Params, opt_state: Any, x: jax.Array, y: jax.Array,
-                    size: jax.Array, key: jax.Array) -> tuple[Params, Any, jax.Array]:
+                    size: jax.Array, key: jax.Array, steps: jax.Array | None = None
+                    ) -> tuple[Params, Any, jax.Array]:
         def body(carry: tuple[Params, Any], h: jax.Array) -> tuple[tuple[Params, Any], Any]:
             p, o = carry
             batch_key, step_key = jax.random.split(jax.random.fold_in(key, h))
             batch = (full_batch(x, y, size) if batch_size == FULL_BATCH
                      else sample_batch(batch_key, x, y, size, batch_size))
-            p, o, metrics = step(p, o, batch, step_key)
-            return (p, o), metrics["loss"]
+            new_p, new_o, metrics = step(p, o, batch, step_key)
+            if steps is not None:  # a step past the peer's count leaves the state as it was
+                new_p, new_o = jax.tree.map(lambda a, b: jnp.where(h < steps, a, b),
+                                            (new_p, new_o), (p, o))
+            return (new_p, new_o), metrics["loss"]
 
         (params, opt_state), losses = jax.lax.scan(
             body, (params, opt_state), jnp.arange(local_steps))
-        return params, opt_state, jnp.mean(losses)
+        if steps is None:
+            return params, opt_state, jnp.mean(losses)
+        done = jnp.arange(local_steps) < steps
+        return params, opt_state, jnp.sum(jnp.where(done, losses, 0)) / jnp.maximum(steps, 1)
 
     return local_round
 

@@ -20,6 +20,7 @@ from gossip.rules.outer import OUTER_OPTIMIZERS, OuterState, outer
 from gossip.rules.push_diging import PushDigingPayload, PushDigingState, push_diging
 from gossip.rules.push_sum import PushSumPayload, PushSumState, push_sum
 from gossip.rules.robust import ROBUST, RobustState, robust
+from gossip.rules.running_sum import RunningSumPayload, RunningSumState, running_push_sum
 from gossip.rules.tracking import (
     D2State,
     QGState,
@@ -65,6 +66,10 @@ OUTER_RULES = ("dpsgd", "local_sgd")
 ROBUST_RULES = ("dpsgd", "dpsgd_cta", "local_sgd")
 # Rules that need plain SGD as the run's optimizer (they bring their own momentum).
 PLAIN_SGD_RULES = ("qg_dsgdm",)
+
+# Rules with an asynchronous mode (``--mode async``) and the factory of that mode:
+# ``factory(local_steps, slots)`` with ``slots`` the topology's in-link slots (K).
+ASYNC_RULES: dict[str, Callable[[int, int], GossipRule]] = {"push_sum": running_push_sum}
 
 # Topology weights each rule expects when the user names none (None: the topology's default).
 DEFAULT_WEIGHTS: dict[str, str | None] = {"push_sum": "push", "push_diging": "push"}
@@ -142,6 +147,7 @@ def make_rule(name: str, local_steps: int = 1, *, compress: str = "none",
 
 
 __all__ = [
+    "ASYNC_RULES",
     "COMPRESSING",
     "DEFAULT_WEIGHTS",
     "OUTER_OPTIMIZERS",
@@ -160,6 +166,8 @@ __all__ = [
     "PushSumPayload",
     "PushSumState",
     "QGState",
+    "RunningSumPayload",
+    "RunningSumState",
     "TrackingPayload",
     "TrackingState",
     "add_update",
@@ -177,5 +185,6 @@ __all__ = [
     "qg_dsgdm",
     "renormalised_average",
     "robust",
+    "running_push_sum",
     "weighted_sum",
 ]

@@ -90,6 +90,11 @@ class GossipRule(NamedTuple):
             rule this peer's key of the round, so a rule that draws random numbers for its
             next message (a random compression operator) draws them per peer and round,
             the same in every driver. The default ignores it.
+        modes: the modes the rule supports: ``"sync"`` (rounds) and ``"async"`` (a peer
+            mixes whatever has arrived, late, repeated or skipped messages included: the
+            running-sum push-sum of :mod:`gossip.rules.running_sum`). A rule with
+            ``"async"`` sends its mass cumulatively, so the round does not keep back the
+            share of a message it could not send (``undelivered``): the next one carries it.
     """
 
     name: str
@@ -104,6 +109,7 @@ class GossipRule(NamedTuple):
     static: bool = False
     check: Callable[[Payload, Params], None] | None = None
     draw: Callable[[State, jax.Array], State] = keep_draw
+    modes: tuple[str, ...] = ("sync",)
 
 
 def check_weights(rule: GossipRule, topology: Any, rounds: int | None = None) -> None:
