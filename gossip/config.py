@@ -72,6 +72,18 @@ class Config:
     catchup_timeout: float = 5.0
     checkpoint_every: int = 10
     compile_cache: str = "auto"
+    engine: str = "round"
+    mode: str = "sync"
+    local_time: float = 0.0
+    max_staleness: int = 0
+    step_time: float = 0.0
+    slow_peers: int = 0
+    slowdown: float = 1.0
+    stragglers: float = 0.0
+    latency: float = 0.0
+    bandwidth: float = 0.0
+    drop: float = 0.0
+    time_bucket: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a plain dict (TOML-serialisable)."""
@@ -140,7 +152,47 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any]) -> Config:
     if config.attack_scale < 0:
         raise ConfigError(f"attack_scale must be >= 0 (0: the attack's default), got "
                           f"{config.attack_scale}")
+    _check_timing(config)
     return config
+
+
+ENGINES = ("round", "event")
+MODES = ("sync", "async")
+EVENT_KEYS = ("engine", "mode", "local_time", "max_staleness", "step_time", "slow_peers",
+              "slowdown", "stragglers", "latency", "bandwidth", "drop", "time_bucket")
+"""Keys of the event simulator (``gossip sim --engine event``, docs/simulator.md)."""
+
+
+def _check_timing(config: Config) -> None:
+    """The event simulator's keys: names, ranges, and that they go with ``engine = "event"``."""
+    if config.engine not in ENGINES:
+        raise ConfigError(f"unknown engine {config.engine!r}; valid: {', '.join(ENGINES)}")
+    if config.mode not in MODES:
+        raise ConfigError(f"unknown mode {config.mode!r}; valid: {', '.join(MODES)}")
+    if config.local_time < 0:
+        raise ConfigError(f"local_time must be > 0 seconds of local work per round, got "
+                          f"{config.local_time}")
+    if not config.slowdown >= 1:
+        raise ConfigError(f"slowdown must be >= 1 (a factor on the compute time), got "
+                          f"{config.slowdown}")
+    if not 0 <= config.drop < 1:
+        raise ConfigError(f"drop must be a probability in [0, 1), got {config.drop}")
+    if not 0 <= config.stragglers <= 1:
+        raise ConfigError(f"stragglers must be a fraction in [0, 1], got {config.stragglers}")
+    for key in ("step_time", "latency", "bandwidth", "time_bucket"):
+        if not getattr(config, key) >= 0:
+            raise ConfigError(f"{key} must be >= 0, got {getattr(config, key)}")
+    check_int("max_staleness (0: unbounded)", config.max_staleness, 0)
+    check_int("slow_peers", config.slow_peers, 0)
+    if config.slow_peers > config.peers:
+        raise ConfigError(f"slow_peers ({config.slow_peers}) must be at most peers "
+                          f"({config.peers})")
+    if config.engine == "round":
+        changed = [k for k in EVENT_KEYS[1:] if getattr(config, k) != FIELDS[k].default]
+        if changed:
+            flag = "--" + changed[0].replace("_", "-")
+            raise ConfigError(f"{flag} ({changed[0]}) needs the event simulator: add "
+                              "--engine event")
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -213,6 +265,27 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--compile-cache", "compile_cache", str,
      "persistent XLA compilation cache the peers share: a directory, auto (OUT/compile-cache) "
      "or off"),
+    ("--engine", "engine", str, "simulator: round (vectorised rounds) or event (simulated "
+                                "time: speeds, links, drops; docs/simulator.md)"),
+    ("--mode", "mode", str, "sync (rounds) or async (no rounds; rule push_sum; event engine)"),
+    ("--local-time", "local_time", float,
+     "time-budgeted local work: as many local steps as fit in S seconds per round, at "
+     "least one (0: --local-steps)"),
+    ("--max-staleness", "max_staleness", int,
+     "async: a message more than this many of the receiver's rounds old is dropped "
+     "(0: unbounded)"),
+    ("--step-time", "step_time", float,
+     "seconds of one local step at full speed (0: measured on this machine)"),
+    ("--slow-peers", "slow_peers", int, "this many peers (chosen by the seed) are slower"),
+    ("--slowdown", "slowdown", float, "how many times slower the slow peers are (>= 1)"),
+    ("--stragglers", "stragglers", float,
+     "fraction of the other peers slowed by a random factor in [2, 8]"),
+    ("--latency", "latency", float, "seconds every message spends on its link"),
+    ("--bandwidth", "bandwidth", float, "Mbit/s of every link (0: unlimited)"),
+    ("--drop", "drop", float, "probability that a message is lost, in [0, 1)"),
+    ("--time-bucket", "time_bucket", float,
+     "async: events this close in simulated seconds run as one vectorised call "
+     "(0: the link delay, exact)"),
 ]
 _METAVARS = {"peers": "N", "topology": "NAME", "weights": "NAME", "rule": "NAME",
              "compress": "NAME", "compress_ratio": "R", "outer_optimizer": "NAME",
@@ -222,7 +295,11 @@ _METAVARS = {"peers": "N", "topology": "NAME", "weights": "NAME", "rule": "NAME"
              "batch_size": "B", "lr": "LR", "optimizer": "NAME", "momentum": "M",
              "partition": "NAME", "alpha": "A", "seed": "S", "out": "DIR", "eval_every": "K",
              "round_deadline": "S", "startup_timeout": "S", "heartbeat_timeout": "S",
-             "checkpoint_every": "K", "compile_cache": "DIR"}
+             "checkpoint_every": "K", "compile_cache": "DIR", "engine": "NAME",
+             "mode": "NAME", "local_time": "S",
+             "max_staleness": "R", "step_time": "S", "slow_peers": "K", "slowdown": "F",
+             "stragglers": "P", "latency": "S", "bandwidth": "MBIT", "drop": "P",
+             "time_bucket": "S"}
 PEER_KEYS = ("round_deadline", "startup_timeout", "max_ahead", "heartbeat_interval",
              "heartbeat_timeout", "catchup_after", "checkpoint_every", "compile_cache")
 """Keys that matter only for real peers (``gossip peer``, ``gossip launch``)."""
@@ -287,7 +364,8 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] =
     peers = parser.add_argument_group("real peers only") if real_peers else None
     run.add_argument("--config", metavar="FILE", help="TOML config file (default: none)")
     for flag, key, typ, help_ in _FLAGS:
-        if key in exclude or (key in PEER_KEYS and peers is None):
+        if key in exclude or (key in PEER_KEYS and peers is None) or (
+                key in EVENT_KEYS and command != "sim"):
             continue
         group = peers if key in PEER_KEYS else run
         group.add_argument(flag, dest=key, type=typ, default=None,
@@ -379,6 +457,8 @@ def config_from_args(args: argparse.Namespace, fixed: dict[str, Any] | None = No
     flags["save_params"] = args.save_params
     flags["error_feedback"] = getattr(args, "error_feedback", None)
     overrides.update({k: v for k, v in flags.items() if v is not None})
+    if flags.get("local_time") is not None and not flags["local_time"] > 0:
+        raise ConfigError(f"--local-time must be > 0 seconds, got {flags['local_time']}")
     for key, value in (fixed or {}).items():
         for source, values in (("the config file", file_values), ("--set", overrides)):
             if key in values and values[key] != value:

@@ -24,6 +24,7 @@ from gossip.evaluate import matching_optimum
 from gossip.models import MODELS, Model, make_model
 from gossip.optim import OPTIMIZERS, make_optimizer
 from gossip.rules import (
+    ASYNC_RULES,
     DEFAULT_WEIGHTS,
     OUTER_OPTIMIZERS,
     PLAIN_SGD_RULES,
@@ -115,6 +116,8 @@ def build_experiment(config: Config) -> Experiment:
     topology = make_topology(config.topology, config.peers, seed=config.seed,
                              weights=topology_weights(config), **config.topology_options)
     check_weights(rule, topology, config.rounds)
+    if config.mode == "async":
+        rule = async_rule(config, rule, topology)
     if rule.static and topology.time_varying:
         raise ConfigError(f"rule {rule.name!r} needs a static topology (the same W every "
                           f"round), not {topology.name!r}")
@@ -163,6 +166,24 @@ def check_attackers(config: Config) -> None:
     if config.attack != "none" and not config.byzantine:
         raise ConfigError(f"attack {config.attack!r} needs --byzantine K (1 <= K < "
                           f"{config.peers}): the number of attackers")
+
+
+def async_rule(config: Config, rule: GossipRule, topology: Topology) -> GossipRule:
+    """The asynchronous mode of the configured rule (``mode = "async"``).
+
+    Raises:
+        ConfigError: the rule has no asynchronous mode, or the topology varies (the
+            asynchronous rules keep what they last received per in-link slot).
+    """
+    if config.rule not in ASYNC_RULES or rule.name != config.rule:
+        raise ConfigError(f"rule {config.rule!r} has no asynchronous mode; --mode async works "
+                          f"with rule {', '.join(ASYNC_RULES)} (and no --compress or "
+                          "--outer-optimizer)")
+    if topology.time_varying:
+        raise ConfigError(f"--mode async needs a static topology (the rule keeps the last "
+                          f"running sum per in-link), not {topology.name!r}")
+    slots = topology.round_graph(0).neighbours.shape[1]
+    return ASYNC_RULES[config.rule](config.local_steps, slots)
 
 
 def model_optimum(exp: Experiment) -> np.ndarray | None:

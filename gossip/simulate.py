@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from gossip.config import Config
 from gossip.evaluate import evaluation_record, make_evaluator
+from gossip.event_sim import simulate_events
 from gossip.experiment import (
     Experiment,
     build_experiment,
@@ -67,6 +68,9 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
         ``(last_metrics, params)``: the last metrics record and the final stacked params.
     """
     cfg = exp.config
+    if cfg.engine == "event":
+        return simulate_events(exp, lambda params: message_nbytes(exp, params), out_dir,
+                               progress, on_eval)
     init_key, train_key = run_keys(cfg.seed)
     sharding = peer_sharding(cfg.peers)
     data = shard_peers(stack_shards(exp.dataset, exp.shards), sharding)
