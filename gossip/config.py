@@ -163,8 +163,37 @@ EVENT_KEYS = ("engine", "mode", "local_time", "max_staleness", "step_time", "slo
 """Keys of the event simulator (``gossip sim --engine event``, docs/simulator.md)."""
 
 
+SLOWDOWN_KEYS = ("slow_peers", "slowdown", "stragglers")
+"""Event keys real peers honour too: a slow peer sleeps to stretch its compute."""
+
+
+def check_driver(config: Config, driver: str) -> None:
+    """Refuses keys the driver that will run ``config`` does not model.
+
+    Args:
+        config: a resolved config.
+        driver: ``"sim"`` (``gossip sim``: the round engine models none of the event keys)
+            or ``"peers"`` (real peers: only ``SLOWDOWN_KEYS``).
+
+    Raises:
+        ConfigError: naming the first such key and what to do.
+    """
+    changed = [k for k in EVENT_KEYS[1:] if getattr(config, k) != FIELDS[k].default]
+    if driver == "sim" and config.engine == "round" and changed:
+        raise ConfigError(f"--{changed[0].replace('_', '-')} ({changed[0]}) needs the event "
+                          "simulator: add --engine event")
+    if driver == "peers":
+        if config.engine != "round":
+            raise ConfigError("engine is gossip sim's; real peers run in real time")
+        changed = [k for k in changed if k not in SLOWDOWN_KEYS]
+        if changed:
+            raise ConfigError(f"--{changed[0].replace('_', '-')} ({changed[0]}): real peers do "
+                              "not have it yet; the event simulator does (gossip sim "
+                              "--engine event)")
+
+
 def _check_timing(config: Config) -> None:
-    """The event simulator's keys: names, ranges, and that they go with ``engine = "event"``."""
+    """The event simulator's keys: names and ranges."""
     if config.engine not in ENGINES:
         raise ConfigError(f"unknown engine {config.engine!r}; valid: {', '.join(ENGINES)}")
     if config.mode not in MODES:
@@ -187,12 +216,6 @@ def _check_timing(config: Config) -> None:
     if config.slow_peers > config.peers:
         raise ConfigError(f"slow_peers ({config.slow_peers}) must be at most peers "
                           f"({config.peers})")
-    if config.engine == "round":
-        changed = [k for k in EVENT_KEYS[1:] if getattr(config, k) != FIELDS[k].default]
-        if changed:
-            flag = "--" + changed[0].replace("_", "-")
-            raise ConfigError(f"{flag} ({changed[0]}) needs the event simulator: add "
-                              "--engine event")
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -365,7 +388,7 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] =
     run.add_argument("--config", metavar="FILE", help="TOML config file (default: none)")
     for flag, key, typ, help_ in _FLAGS:
         if key in exclude or (key in PEER_KEYS and peers is None) or (
-                key in EVENT_KEYS and command != "sim"):
+                key in EVENT_KEYS and key not in SLOWDOWN_KEYS and command != "sim"):
             continue
         group = peers if key in PEER_KEYS else run
         group.add_argument(flag, dest=key, type=typ, default=None,

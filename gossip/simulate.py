@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from gossip.config import Config
+from gossip.config import Config, check_driver
 from gossip.evaluate import evaluation_record, make_evaluator
 from gossip.event_sim import simulate_events
 from gossip.experiment import (
@@ -68,6 +68,7 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
         ``(last_metrics, params)``: the last metrics record and the final stacked params.
     """
     cfg = exp.config
+    check_driver(cfg, "sim")
     if cfg.engine == "event":
         return simulate_events(exp, lambda params: message_nbytes(exp, params), out_dir,
                                progress, on_eval)
@@ -151,6 +152,7 @@ def run_simulation(config: Config, progress: bool = True, plot: bool = True) -> 
     """
     config = with_out(config, "sim")
     check_attackers(config)
+    check_driver(config, "sim")
     return run_experiment(build_experiment(config), progress=progress, plot=plot)
 
 

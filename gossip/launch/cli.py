@@ -52,7 +52,7 @@ def run_peer_command(args: argparse.Namespace) -> int:
     from gossip.launch.addresses import check_address
     from gossip.launch.compile_cache import cache_dir, enable_compile_cache
     from gossip.launch.environment import peer_identity
-    from gossip.launch.peer_task import build_peer_task, peer_options, run_digest
+    from gossip.launch.peer_task import build_peer_task, peer_options, peer_speed, run_digest
     from gossip.peer.checkpoint import CheckpointError
     from gossip.peer.runtime import Peer
     from gossip.wire import KeyFileError, load_keys
@@ -70,7 +70,8 @@ def run_peer_command(args: argparse.Namespace) -> int:
     enable_compile_cache(cache_dir(config.compile_cache, Path(config.out)))
     task = build_peer_task(config, peer_id)
     options = peer_options(config, addresses, bind=bind, resume=args.resume,
-                           run_digest=run_digest(config), keys=keys)
+                           run_digest=run_digest(config), keys=keys,
+                           speed=peer_speed(config, peer_id))
     signal.signal(signal.SIGTERM, _on_sigterm)
     if args.watch_stdin:
         _stop_at_stdin_eof()

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from gossip.config import Config
+from gossip.config import Config, check_driver
 from gossip.launch.keys import launch_keys
 from gossip.launch.supervise import POLL_S, Child, die_with_parent, report, supervise
 from gossip.outputs import make_out
@@ -114,6 +114,7 @@ def launch_local(config: Config, progress: bool = True, log_level: str = "warnin
     from gossip.experiment import build_experiment, check_attackers  # validates all first
 
     check_attackers(config)
+    check_driver(config, "peers")
     exp = build_experiment(config)
     n, out = config.peers, Path(config.out)
     prepare_out(out, n)

@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from gossip.config import FIELDS, Config
+from gossip.config import FIELDS, Config, check_driver
 from gossip.errors import check_int
 from gossip.outputs import PEER_DEFAULT
 from gossip.peer.task import PeerOptions, PeerTask
@@ -18,13 +18,24 @@ from gossip.training import run_keys
 # other values of these may be resumed.
 RUNTIME_KEYS = ("out", "save_params", "rounds", "eval_every", "round_deadline",
                 "startup_timeout", "max_ahead", "heartbeat_interval", "heartbeat_timeout",
-                "catchup_after", "catchup_timeout", "checkpoint_every", "compile_cache")
+                "catchup_after", "catchup_timeout", "checkpoint_every", "compile_cache",
+                "slow_peers", "slowdown", "stragglers")
 
 
 def run_digest(config: Config) -> str:
     """16 hex digits identifying what a run trains (its config without ``RUNTIME_KEYS``)."""
     neutral = dataclasses.replace(config, **{k: getattr(Config(), k) for k in RUNTIME_KEYS})
     return hashlib.sha256(neutral.to_toml().encode()).hexdigest()[:16]
+
+
+def peer_speed(config: Config, peer_id: int) -> float:
+    """Peer ``peer_id``'s factor on its compute time: the event simulator's (same seed, same
+    slow peers; ``gossip.sim.timing.peer_speeds``). A peer slower than 1 sleeps to stretch
+    its local steps by it."""
+    from gossip.sim.timing import peer_speeds
+
+    return float(peer_speeds(config.peers, config.seed, config.slow_peers, config.slowdown,
+                             config.stragglers)[peer_id])
 
 
 def build_peer_task(config: Config, peer_id: int) -> PeerTask:
@@ -37,6 +48,7 @@ def build_peer_task(config: Config, peer_id: int) -> PeerTask:
     from gossip.experiment import build_experiment
 
     check_int("peer id", peer_id, 0, config.peers - 1)
+    check_driver(config, "peers")
     return peer_task_of(build_experiment(config), peer_id)
 
 

@@ -426,7 +426,7 @@ class Peer:
             # Again from the state before the last mix. A cta message is out already (from
             # the state rolled back from): it only fills the slots of missing messages.
             out = self._local(key)
-        times["compute_time"] = time.perf_counter() - begin
+        times["compute_time"] = self._stretch(time.perf_counter() - begin)
         if out is None:
             log.warning("round %d: the local steps are not finite from the last finite "
                         "state either: this round neither sends nor mixes", t)
@@ -477,6 +477,16 @@ class Peer:
         if self.fn.attack is None:
             return msg
         return self.fn.attack(msg, view_of(*self._received, own=msg), key)
+
+    def _stretch(self, computed: float) -> float:
+        """A slowed peer (``options.speed`` > 1) sleeps to stretch its compute time.
+
+        Returns:
+            The stretched compute time (seconds).
+        """
+        if self.options.speed > 1:
+            time.sleep((self.options.speed - 1) * computed)
+        return self.options.speed * computed
 
     def _send_message(self, t: int, msg: Any, receivers: set[int]) -> set[int]:
         """Sends round t's message to the live ``receivers``; returns those it was sent to."""

@@ -94,6 +94,10 @@ class PeerOptions:
         keys: this peer's CURVE keys (``gossip.wire.load_keys`` of a ``gossip keys``
             directory): encrypt and authenticate every connection. None: plain TCP. Every
             peer of a run must use keys, or none.
+        speed: this peer's factor on its compute time (>= 1; config ``slow_peers``,
+            ``slowdown``, ``stragglers``): after its local steps a peer sleeps ``speed - 1``
+            times as long as they took, to stand for a slower machine (testing, and the
+            event simulator's validation).
     """
 
     addresses: list[str]
@@ -111,3 +115,4 @@ class PeerOptions:
     resume: bool = False
     run_digest: str = ""
     keys: CurveKeys | None = None
+    speed: float = 1.0
