@@ -163,8 +163,9 @@ EVENT_KEYS = ("engine", "mode", "local_time", "max_staleness", "step_time", "slo
 """Keys of the event simulator (``gossip sim --engine event``, docs/simulator.md)."""
 
 
-SLOWDOWN_KEYS = ("slow_peers", "slowdown", "stragglers")
-"""Event keys real peers honour too: a slow peer sleeps to stretch its compute."""
+SLOWDOWN_KEYS = ("slow_peers", "slowdown", "stragglers", "step_time")
+"""Event keys real peers honour too: a slow peer sleeps to stretch its compute (and, with
+``step_time``, every peer pads its local steps to that many seconds each)."""
 
 
 def check_driver(config: Config, driver: str) -> None:
@@ -298,7 +299,8 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "async: a message more than this many of the receiver's rounds old is dropped "
      "(0: unbounded)"),
     ("--step-time", "step_time", float,
-     "seconds of one local step at full speed (0: measured on this machine)"),
+     "seconds of one local step at full speed (event engine; 0: measured on this machine; "
+     "real peers: sleep to pad each step to it)"),
     ("--slow-peers", "slow_peers", int, "this many peers (chosen by the seed) are slower"),
     ("--slowdown", "slowdown", float, "how many times slower the slow peers are (>= 1)"),
     ("--stragglers", "stragglers", float,

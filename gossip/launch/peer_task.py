@@ -19,7 +19,7 @@ from gossip.training import run_keys
 RUNTIME_KEYS = ("out", "save_params", "rounds", "eval_every", "round_deadline",
                 "startup_timeout", "max_ahead", "heartbeat_interval", "heartbeat_timeout",
                 "catchup_after", "catchup_timeout", "checkpoint_every", "compile_cache",
-                "slow_peers", "slowdown", "stragglers")
+                "slow_peers", "slowdown", "stragglers", "step_time")
 
 
 def run_digest(config: Config) -> str:

@@ -479,14 +479,18 @@ class Peer:
         return self.fn.attack(msg, view_of(*self._received, own=msg), key)
 
     def _stretch(self, computed: float) -> float:
-        """A slowed peer (``options.speed`` > 1) sleeps to stretch its compute time.
+        """Sleeps to stretch the local steps' ``computed`` seconds: to ``speed`` times that,
+        or to ``step_time * H * speed`` when a step time is set (``PeerOptions``).
 
         Returns:
             The stretched compute time (seconds).
         """
-        if self.options.speed > 1:
-            time.sleep((self.options.speed - 1) * computed)
-        return self.options.speed * computed
+        opts = self.options
+        target = opts.speed * (opts.step_time * self.task.rule.local_steps
+                               if opts.step_time > 0 else computed)
+        if target > computed:
+            time.sleep(target - computed)
+        return max(target, computed)
 
     def _send_message(self, t: int, msg: Any, receivers: set[int]) -> set[int]:
         """Sends round t's message to the live ``receivers``; returns those it was sent to."""

@@ -98,6 +98,9 @@ class PeerOptions:
             ``slowdown``, ``stragglers``): after its local steps a peer sleeps ``speed - 1``
             times as long as they took, to stand for a slower machine (testing, and the
             event simulator's validation).
+        step_time: > 0: after its local steps a peer sleeps until they took ``step_time *
+            H * speed`` seconds (if they took less): a compute time set by the config, as
+            the event simulator's ``step_time``. 0: ``speed`` times their real duration.
     """
 
     addresses: list[str]
@@ -116,3 +119,4 @@ class PeerOptions:
     run_digest: str = ""
     keys: CurveKeys | None = None
     speed: float = 1.0
+    step_time: float = _RUN.step_time
