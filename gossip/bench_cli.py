@@ -22,7 +22,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """
     parser = subparsers.add_parser(
         "bench", help="benchmark suites (topologies, compression, heterogeneity, "
-        "robustness)",
+        "robustness, stragglers)",
         description="Benchmark suites run on the simulator. See docs/benchmarks.md.")
     sub = parser.add_subparsers(dest="suite", metavar="SUITE")
     topo = sub.add_parser(
@@ -68,6 +68,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="TOML file overriding keys of the preset (docs/benchmarks.md; "
                              "default: the preset as it is)")
     robust.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    strag = sub.add_parser(
+        "stragglers", help="sync, deadline, time-budgeted and async gossip against slow peers "
+        "(event simulator)",
+        description="Sync, sync with a deadline, time-budgeted and async gossip against slow "
+        "peers, on the event simulator: simulated time and bytes to a target accuracy, final "
+        "accuracy, staleness. Writes OUT/results.json, OUT/report.md and "
+        "OUT/accuracy_vs_time.png. See docs/benchmarks.md.")
+    strag.add_argument("--quick", action="store_true",
+                       help="the quick preset (n=16, ring, no straggler and one 4x, IID and "
+                            "Dirichlet 0.1, one seed; a few minutes)")
+    strag.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.set_defaults(func=run)
     return parser
 
@@ -110,9 +121,22 @@ def run(args: argparse.Namespace) -> int:
             print(line)
         print(f"report: {args.out}/report.md")
         return 0
+    if args.suite == "stragglers":
+        from gossip.bench.stragglers import run_stragglers_bench  # JAX and the model zoo
+
+        command = " ".join(["gossip bench stragglers", *(["--quick"] if args.quick else []),
+                            "--out", shlex.quote(args.out)])
+        results = run_stragglers_bench(args.quick, args.out, command,
+                                       lambda line: print(line, file=sys.stderr, flush=True))
+        from gossip.bench.stragglers import findings, summarise
+
+        for line in findings(summarise(results)):
+            print(line)
+        print(f"report: {args.out}/report.md")
+        return 0
     if args.suite != "topologies":
         raise ConfigError("gossip bench needs a suite; valid choices: topologies, "
-                          "compression, heterogeneity, robustness")
+                          "compression, heterogeneity, robustness, stragglers")
     from gossip.bench.runner import rerender, run_topology_bench  # JAX and the model zoo
     from gossip.bench.suite import load_suite
 

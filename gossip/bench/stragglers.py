@@ -1,0 +1,246 @@
+"""``gossip bench stragglers``: sync, sync with a deadline, time-budgeted and async gossip
+against slow peers, on the event simulator's clock.
+
+Every run is ``gossip sim --engine event`` with rule ``push_sum`` (the one rule with an
+async mode; sync modes run plain push-sum, async runs running-sum push-sum), a set base step
+time and links (so runs are deterministic and comparable), and one of the straggler
+scenarios: none, one peer 4x slower, 25 % of the peers 2-8x slower (random). The report
+gives, per setting, each mode's simulated time and bytes to a target accuracy (a fraction of
+what sync reaches with no straggler), its final accuracy and the staleness of what it mixed;
+``results.json`` keeps every record, and the report and plots are made from that file only.
+
+``QUICK`` runs in a few minutes on 2 CPU cores; ``FULL`` is the issue's grid.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gossip.config import resolve
+from gossip.experiment import build_experiment
+from gossip.plots.pyplot import STYLE, load_pyplot
+from gossip.simulate import simulate
+
+Log = Callable[[str], None]
+STEP_TIME = 0.01  # seconds of one local step at full speed
+LATENCY = 0.001  # seconds per message
+BANDWIDTH = 1000.0  # Mbit/s per link
+TARGET_FRACTION = 0.95  # of sync's final accuracy with no straggler
+
+# (label, config keys) of the modes. The deadline lets a fast peer wait half a step for a
+# late neighbour; the budget fits 4 steps of a peer at full speed.
+MODES: list[tuple[str, dict[str, Any]]] = [
+    ("sync", {}),
+    ("sync+deadline", {"round_deadline": 0.5 * STEP_TIME}),
+    ("time-budgeted", {"local_time": 4 * STEP_TIME}),
+    ("async", {"mode": "async"}),
+]
+SCENARIOS: list[tuple[str, dict[str, Any]]] = [
+    ("none", {}),
+    ("one 4x", {"slow_peers": 1, "slowdown": 4.0}),
+    ("25% 2-8x", {"stragglers": 0.25}),
+]
+PARTITIONS: list[tuple[str, dict[str, Any]]] = [
+    ("iid", {"partition": "iid"}),
+    ("dirichlet 0.1", {"partition": "dirichlet", "alpha": 0.1}),
+]
+QUICK = {"peers": [16], "topologies": ["ring"], "scenarios": ["none", "one 4x"],
+         "partitions": ["iid", "dirichlet 0.1"], "seeds": [0], "rounds": 150,
+         "eval_every": 10}
+FULL = {"peers": [16, 64], "topologies": ["ring", "exponential", "one_peer_exponential"],
+        "scenarios": [s for s, _ in SCENARIOS], "partitions": [p for p, _ in PARTITIONS],
+        "seeds": [0, 1, 2], "rounds": 300, "eval_every": 10}
+
+
+def run_grid(preset: dict[str, Any], log: Log) -> dict[str, Any]:
+    """Runs every (n, topology, partition, scenario, mode, seed) of ``preset``.
+
+    Async on a time-varying topology (``one_peer_exponential``) is skipped: running-sum
+    push-sum keeps its running sums per in-link, so it needs a static graph.
+    """
+    runs, start = [], time.perf_counter()
+    for n in preset["peers"]:
+        for topology in preset["topologies"]:
+            for part, part_keys in PARTITIONS:
+                if part not in preset["partitions"]:
+                    continue
+                for scen, scen_keys in SCENARIOS:
+                    if scen not in preset["scenarios"]:
+                        continue
+                    for mode, mode_keys in MODES:
+                        if mode == "async" and topology == "one_peer_exponential":
+                            continue
+                        for seed in preset["seeds"]:
+                            keys = {"peers": n, "topology": topology, "rule": "push_sum",
+                                    "rounds": preset["rounds"],
+                                    "eval_every": preset["eval_every"], "seed": seed,
+                                    "engine": "event", "step_time": STEP_TIME,
+                                    "latency": LATENCY, "bandwidth": BANDWIDTH,
+                                    **part_keys, **scen_keys, **mode_keys}
+                            records: list[dict[str, Any]] = []
+                            simulate(build_experiment(resolve({}, keys)), None,
+                                     progress=False, on_eval=records.append)
+                            runs.append({"n": n, "topology": topology, "partition": part,
+                                         "scenario": scen, "mode": mode, "seed": seed,
+                                         "records": records})
+                            log(f"n={n} {topology} {part} {scen} {mode} seed {seed}: "
+                                f"acc {records[-1]['avg_model_acc']:.3f} at "
+                                f"{records[-1]['time_s']:.2f} s")
+    return {"preset": preset, "runs": runs, "wall_time_s": round(time.perf_counter() - start),
+            "step_time_s": STEP_TIME, "latency_s": LATENCY, "bandwidth_mbit": BANDWIDTH,
+            "target_fraction": TARGET_FRACTION}
+
+
+def _to_target(records: list[dict[str, Any]], target: float) -> tuple[float, float] | None:
+    """(simulated seconds, bytes) at the first record whose average model reaches target."""
+    for r in records:
+        if r["avg_model_acc"] >= target:
+            return r["time_s"], r["bytes_sent"]
+    return None
+
+
+def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (n, topology, partition, scenario, mode): means over seeds."""
+    runs = results["runs"]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for run in runs:
+        key = (run["n"], run["topology"], run["partition"], run["scenario"], run["mode"])
+        groups.setdefault(key, []).append(run)
+    rows = []
+    for (n, topo, part, scen, mode), group in groups.items():
+        base = groups.get((n, topo, part, "none", "sync"), [])
+        target = TARGET_FRACTION * float(np.mean([g["records"][-1]["avg_model_acc"]
+                                                  for g in base])) if base else None
+        hits = [_to_target(g["records"], target) for g in group] if target else []
+        reached = [h for h in hits if h is not None]
+        last = [g["records"][-1] for g in group]
+        rows.append({
+            "n": n, "topology": topo, "partition": part, "scenario": scen, "mode": mode,
+            "target": target, "reached": f"{len(reached)}/{len(group)}",
+            "time_to_target_s": float(np.mean([h[0] for h in reached])) if reached else None,
+            "bytes_to_target": float(np.mean([h[1] for h in reached])) if reached else None,
+            "final_acc": float(np.mean([r["avg_model_acc"] for r in last])),
+            "final_time_s": float(np.mean([r["time_s"] for r in last])),
+            "staleness_mean": float(np.mean([r["staleness_mean"] for r in last])),
+            "staleness_max": int(max(r["staleness_max"] for r in last)),
+        })
+    return rows
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def findings(rows: list[dict[str, Any]]) -> list[str]:
+    """Sentences on the one-4x-straggler scenario: each mode against sync, by setting."""
+    lines = []
+    index = {(r["n"], r["topology"], r["partition"], r["scenario"], r["mode"]): r
+             for r in rows}
+    for r in rows:
+        if r["scenario"] != "one 4x" or r["mode"] != "sync":
+            continue
+        setting = (r["n"], r["topology"], r["partition"])
+        for mode in ("time-budgeted", "async", "sync+deadline"):
+            other = index.get((*setting, "one 4x", mode))
+            if other is None:
+                continue
+            where = f"n={setting[0]}, {setting[1]}, {setting[2]}, one peer 4x slower"
+            if r["time_to_target_s"] and other["time_to_target_s"]:
+                speed = r["time_to_target_s"] / other["time_to_target_s"]
+                verdict = "faster" if speed > 1 else "NOT faster"
+                lines.append(f"{where}: {mode} reaches the target ({r['target']:.3f}) in "
+                             f"{other['time_to_target_s']:.2f} s vs sync "
+                             f"{r['time_to_target_s']:.2f} s: {speed:.2f}x, {verdict}; final "
+                             f"accuracy {other['final_acc']:.3f} vs sync {r['final_acc']:.3f} "
+                             f"({other['final_acc'] - r['final_acc']:+.3f}).")
+            else:
+                lines.append(f"{where}: {mode} reached the target in {other['reached']} "
+                             f"seeds, sync in {r['reached']}; final accuracy "
+                             f"{other['final_acc']:.3f} vs sync {r['final_acc']:.3f}.")
+    return lines
+
+
+def report(results: dict[str, Any]) -> str:
+    """``report.md`` from the results."""
+    rows = summarise(results)
+    preset = results["preset"]
+    out = ["# Stragglers: sync, deadline, time-budgeted and async gossip", "",
+           f"Command: `{results['command']}` ({results['wall_time_s']} s on this machine).", "",
+           f"Event simulator, rule push_sum (async: running-sum push-sum), digits MLP, "
+           f"{preset['rounds']} rounds (async: the same total work), base step "
+           f"{results['step_time_s']} s, links {results['latency_s']} s + "
+           f"{results['bandwidth_mbit']} Mbit/s; seeds {preset['seeds']}. Target: "
+           f"{results['target_fraction']:.0%} of sync's final accuracy with no straggler in "
+           "the same setting. Times are simulated seconds.", "", "## Findings", ""]
+    out += [f"- {line}" for line in findings(rows)] or ["- (no one-4x runs)"]
+    out += ["", "## All settings", "",
+            "| n | topology | partition | stragglers | mode | target | reached | time to "
+            "target (s) | MB to target | final acc | final time (s) | staleness mean / max |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        mb = None if r["bytes_to_target"] is None else r["bytes_to_target"] / 1e6
+        out.append(f"| {r['n']} | {r['topology']} | {r['partition']} | {r['scenario']} | "
+                   f"{r['mode']} | {_fmt(r['target'], '.3f')} | {r['reached']} | "
+                   f"{_fmt(r['time_to_target_s'], '.2f')} | {_fmt(mb, '.1f')} | "
+                   f"{r['final_acc']:.3f} | {r['final_time_s']:.2f} | "
+                   f"{r['staleness_mean']:.1f} / {r['staleness_max']} |")
+    out += ["", "Plots: `accuracy_vs_time.png` (average-model accuracy against simulated "
+            "time, one panel per partition and straggler scenario, first n and topology, "
+            "seed 0).", ""]
+    return "\n".join(out)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Accuracy vs simulated time per mode, one panel per (partition, scenario)."""
+    plt = load_pyplot("gossip bench stragglers")
+    runs = [r for r in results["runs"] if r["seed"] == results["preset"]["seeds"][0]
+            and r["n"] == results["preset"]["peers"][0]
+            and r["topology"] == results["preset"]["topologies"][0]]
+    panels = sorted({(r["partition"], r["scenario"]) for r in runs})
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6),
+                                 squeeze=False)
+        for ax, (part, scen) in zip(axes[0], panels, strict=True):
+            for r in runs:
+                if (r["partition"], r["scenario"]) != (part, scen):
+                    continue
+                ax.plot([x["time_s"] for x in r["records"]],
+                        [x["avg_model_acc"] for x in r["records"]], label=r["mode"])
+            ax.set_title(f"{part}, stragglers: {scen}")
+            ax.set_xlabel("simulated time (s)")
+            ax.set_ylabel("average-model test accuracy")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+
+def run_stragglers_bench(quick: bool, out_dir: str | Path, command: str, log: Log,
+                         preset: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Runs the grid and writes ``results.json``, ``report.md`` and ``accuracy_vs_time.png``.
+
+    Args:
+        quick: the quick preset (else the full one).
+        out_dir: output directory, created when the runs are done.
+        command: the command line, recorded in the results.
+        log: receives a line per run.
+        preset: overrides the preset (tests, reduced grids).
+
+    Returns:
+        The results (the content of ``OUT/results.json``).
+    """
+    results = {**run_grid(preset or (QUICK if quick else FULL), log), "command": command}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results))
+    results = json.loads((out / "results.json").read_text())  # reports come from the file
+    plot(results, out / "accuracy_vs_time.png")
+    (out / "report.md").write_text(report(results))
+    return results
