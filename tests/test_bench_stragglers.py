@@ -21,6 +21,6 @@ def test_tiny_grid_writes_results_report_and_plot(tmp_path):
     assert rows[("one 4x", "async")]["staleness_max"] > 0
     assert rows[("none", "sync")]["staleness_max"] == 0
     text = (tmp_path / "report.md").read_text()
-    assert "## Findings" in text and "one peer 4x slower" in text
-    assert len(findings(summarise(stored))) == 3
+    assert "## Findings" in text and "one peer 4x slower" in text and "no straggler" in text
+    assert len(findings(summarise(stored))) == 6
     assert (tmp_path / "accuracy_vs_time.png").stat().st_size > 10_000

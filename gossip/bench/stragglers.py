@@ -138,31 +138,34 @@ def _fmt(x: float | None, spec: str) -> str:
 
 
 def findings(rows: list[dict[str, Any]]) -> list[str]:
-    """Sentences on the one-4x-straggler scenario: each mode against sync, by setting."""
+    """Sentences comparing each mode with sync in the same setting and straggler scenario
+    (one 4x and none): time and bytes to the target, and final accuracy."""
     lines = []
     index = {(r["n"], r["topology"], r["partition"], r["scenario"], r["mode"]): r
              for r in rows}
-    for r in rows:
-        if r["scenario"] != "one 4x" or r["mode"] != "sync":
-            continue
-        setting = (r["n"], r["topology"], r["partition"])
-        for mode in ("time-budgeted", "async", "sync+deadline"):
-            other = index.get((*setting, "one 4x", mode))
-            if other is None:
+    for scenario, words in (("one 4x", "one peer 4x slower"), ("none", "no straggler")):
+        for r in rows:
+            if r["scenario"] != scenario or r["mode"] != "sync":
                 continue
-            where = f"n={setting[0]}, {setting[1]}, {setting[2]}, one peer 4x slower"
-            if r["time_to_target_s"] and other["time_to_target_s"]:
-                speed = r["time_to_target_s"] / other["time_to_target_s"]
-                verdict = "faster" if speed > 1 else "NOT faster"
-                lines.append(f"{where}: {mode} reaches the target ({r['target']:.3f}) in "
-                             f"{other['time_to_target_s']:.2f} s vs sync "
-                             f"{r['time_to_target_s']:.2f} s: {speed:.2f}x, {verdict}; final "
-                             f"accuracy {other['final_acc']:.3f} vs sync {r['final_acc']:.3f} "
-                             f"({other['final_acc'] - r['final_acc']:+.3f}).")
-            else:
-                lines.append(f"{where}: {mode} reached the target in {other['reached']} "
-                             f"seeds, sync in {r['reached']}; final accuracy "
-                             f"{other['final_acc']:.3f} vs sync {r['final_acc']:.3f}.")
+            setting = (r["n"], r["topology"], r["partition"])
+            where = f"n={setting[0]}, {setting[1]}, {setting[2]}, {words}"
+            for mode in ("time-budgeted", "async", "sync+deadline"):
+                other = index.get((*setting, scenario, mode))
+                if other is None:
+                    continue
+                acc = (f"final accuracy {other['final_acc']:.3f} vs sync {r['final_acc']:.3f} "
+                       f"({other['final_acc'] - r['final_acc']:+.3f})")
+                if r["time_to_target_s"] and other["time_to_target_s"]:
+                    speed = r["time_to_target_s"] / other["time_to_target_s"]
+                    verdict = "faster" if speed > 1 else "NOT faster"
+                    data = other["bytes_to_target"] / r["bytes_to_target"]
+                    lines.append(f"{where}: {mode} reaches the target ({r['target']:.3f}) in "
+                                 f"{other['time_to_target_s']:.2f} s vs sync "
+                                 f"{r['time_to_target_s']:.2f} s: {speed:.2f}x, {verdict}, "
+                                 f"with {data:.2f}x sync's bytes; {acc}.")
+                else:
+                    lines.append(f"{where}: {mode} reached the target in {other['reached']} "
+                                 f"seeds, sync in {r['reached']}; {acc}.")
     return lines
 
 
@@ -177,7 +180,13 @@ def report(results: dict[str, Any]) -> str:
            f"{results['step_time_s']} s, links {results['latency_s']} s + "
            f"{results['bandwidth_mbit']} Mbit/s; seeds {preset['seeds']}. Target: "
            f"{results['target_fraction']:.0%} of sync's final accuracy with no straggler in "
-           "the same setting. Times are simulated seconds.", "", "## Findings", ""]
+           "the same setting. Times are simulated seconds.", ""]
+    if preset == QUICK:
+        out += ["**Reduced grid: the `--quick` preset** (n = 16, ring, one seed, no straggler "
+                "and one 4x). The full grid (n = 16 and 64; ring, exponential, one-peer "
+                "exponential; three straggler scenarios; 3 seeds): `gossip bench stragglers "
+                "--out DIR`.", ""]
+    out += ["## Findings", ""]
     out += [f"- {line}" for line in findings(rows)] or ["- (no one-4x runs)"]
     out += ["", "## All settings", "",
             "| n | topology | partition | stragglers | mode | target | reached | time to "
