@@ -180,6 +180,10 @@ def check_driver(config: Config, driver: str) -> None:
         ConfigError: naming the first such key and what to do.
     """
     changed = [k for k in EVENT_KEYS[1:] if getattr(config, k) != FIELDS[k].default]
+    if driver == "sim" and config.engine == "event" and (config.byzantine or
+                                                         config.attack != "none"):
+        raise ConfigError("--byzantine/--attack: the event simulator has no attackers yet; "
+                          "use the round engine")
     if driver == "sim" and config.engine == "round" and changed:
         raise ConfigError(f"--{changed[0].replace('_', '-')} ({changed[0]}) needs the event "
                           "simulator: add --engine event")

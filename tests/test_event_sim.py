@@ -133,6 +133,8 @@ SMALL = ["--peers", "4", "--rounds", "4", "--eval-every", "2", "--no-progress", 
     (["--engine", "event", "--local-time", "0"], ["--local-time must be > 0"]),
     (["--engine", "event", "--local-time", "-1"], ["--local-time must be > 0"]),
     (["--engine", "evnt"], ["unknown engine 'evnt'"]),
+    (["--engine", "event", "--byzantine", "1", "--attack", "sign_flip"],
+     ["event simulator has no attackers"]),
     (["--engine", "event", "--slow-peers", "5"], ["slow_peers (5) must be at most peers"]),
 ])
 def test_bad_input_gets_one_clear_line_exit_2(tmp_path, capsys, argv, names):
