@@ -67,16 +67,13 @@ def test_two_peers_in_threads_compile_once_and_agree(tmp_path):
 
 
 def test_a_slowed_peer_stretches_its_compute_time():
-    # Peer._stretch alone (no sockets): the compute time it records is its slowdown times
-    # what the steps took, or the set step time times H times the slowdown.
+    # Peer._stretch alone (no sockets): the compute time it sleeps to and returns is the
+    # slowdown times what the steps took, or the set step time times H times the slowdown.
     peer = Peer.__new__(Peer)
     peer.task = SimpleNamespace(rule=SimpleNamespace(local_steps=2))
     peer.options = PeerOptions(addresses=[], out_dir=Path("."), speed=4.0)
-    peer._stretch(0.0)  # nothing to stretch: no sleep
-    assert peer._compute_time == 0.0
+    assert peer._stretch(0.0) == 0.0  # nothing to stretch: no sleep
     peer.options = PeerOptions(addresses=[], out_dir=Path("."), speed=1.0)
-    peer._stretch(0.25)  # full speed: as it was
-    assert peer._compute_time == 0.25
+    assert peer._stretch(0.25) == 0.25  # full speed: as it was
     peer.options = PeerOptions(addresses=[], out_dir=Path("."), speed=2.0, step_time=0.001)
-    peer._stretch(0.0)  # padded to 0.001 s x H=2 x 2
-    assert peer._compute_time == pytest.approx(0.004)
+    assert peer._stretch(0.0) == pytest.approx(0.004)  # padded to 0.001 s x H=2 x 2
