@@ -63,6 +63,10 @@ def test_every_defence_ends_with_the_simulators_parameters_against_a_real_attack
     assert len(attackers) == 1
     flagged = [records(real / f"peer-{i:04d}.jsonl")[-1]["robust_flagged"] for i in range(4)]
     assert robust in ("trimmed_mean", "median") or sum(flagged) > 0, flagged
+    # The launch's summary leaves the attacker out of the honest metrics, as the simulator.
+    want, got = records(tmp_path / "sim" / "metrics.jsonl")[-1], records(real / "metrics.jsonl")[-1]
+    for key in ("honest_avg_model_acc", "honest_acc_mean", "honest_acc_min"):
+        assert got[key] == pytest.approx(want[key], abs=1e-6), key
 
 
 def assert_parity(tmp_path, args):

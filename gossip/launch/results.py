@@ -65,9 +65,14 @@ def summarise_run(exp: Any, out: Path, wall_time: float,
     params = [load_npz(out / "params" / f"peer-{i:04d}.npz", like) for i in peers]
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *params)
     optimum = matching_optimum(exp.dataset.optimum, like)
-    ev = jax.device_get(make_evaluator(exp.model.metric, exp.model.loss, optimum=optimum)(
+    lasts = [last_record(out / f"peer-{i:04d}.jsonl") for i in peers]
+    records = [r for r in lasts if r]
+    # A peer that attacked says so in its records: the honest_* metrics leave it out.
+    honest = np.array([not (r or {}).get("attacker", False) for r in lasts])
+    mask = honest if honest.any() and not honest.all() else None
+    ev = jax.device_get(make_evaluator(exp.model.metric, exp.model.loss, optimum=optimum,
+                                       honest=mask)(
         stacked, jnp.asarray(exp.dataset.x_test), jnp.asarray(exp.dataset.y_test)))
-    records = [r for r in (last_record(out / f"peer-{i:04d}.jsonl") for i in peers) if r]
     short = METRIC_SHORT[exp.model.metric_name]
     record: dict[str, Any] = {
         "round": min(r["round"] for r in records) if records else 0,
