@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 from pathlib import Path
 
 from gossip.launch.hostfile import Host, Slot
@@ -30,7 +31,7 @@ from gossip.launch.remote import (
 )
 from gossip.launch.supervise import SSH_FAILED, Child
 
-CLEANUP_TIMEOUT_S = 60.0  # the clean-up ssh of one host
+CLEANUP_TIMEOUT_S = 60.0  # the gather and the clean-up ssh of one host
 
 
 class SetupError(Exception):
@@ -57,6 +58,10 @@ def _gather_host(opts: SshOptions, host: str, remote_dir: str, names: list[str],
     with tempfile.TemporaryFile() as err, subprocess.Popen(
             ssh_command(opts, host, gather_command(remote_dir, names)),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err) as proc:
+        # A host that stops answering mid-transfer must not hang the launcher: the ssh is
+        # killed after CLEANUP_TIMEOUT_S, which ends the tar stream.
+        watchdog = threading.Timer(CLEANUP_TIMEOUT_S, proc.kill)
+        watchdog.start()
         try:
             with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
                 for member in tar:
@@ -66,6 +71,7 @@ def _gather_host(opts: SshOptions, host: str, remote_dir: str, names: list[str],
         except tarfile.TarError:
             pass  # nothing usable came (the host is gone); said below
         finally:
+            watchdog.cancel()
             proc.stdout.close()
             proc.wait()
         if got != wanted:
