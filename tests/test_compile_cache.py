@@ -11,8 +11,11 @@ from gossip.errors import ConfigError
 from gossip.launch.compile_cache import cache_dir
 
 
-def test_cache_dir_auto_off_and_a_directory(tmp_path):
+def test_cache_dir_auto_off_and_a_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     assert cache_dir("auto", tmp_path) == tmp_path / "compile-cache"
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax-own"))
+    assert cache_dir("auto", tmp_path) == tmp_path / "jax-own"  # the user's JAX setting wins
     assert cache_dir("off", tmp_path) is None
     assert cache_dir(str(tmp_path / "shared"), Path("elsewhere")) == tmp_path / "shared"
 

@@ -4,11 +4,13 @@ Every peer of a run compiles the same functions (local steps, message, mix, eval
 the same shapes. With JAX's persistent compilation cache in a directory the peers share, a
 peer that starts after another has compiled (a restarted peer, ``--resume``, a rerun into
 the same ``--out``, or any run with a directory shared across runs) loads the executables
-instead of compiling them. ``auto`` is ``OUT/compile-cache``; ``off`` leaves JAX as it is.
+instead of compiling them. ``auto`` is JAX's own ``JAX_COMPILATION_CACHE_DIR`` when that is
+set, else ``OUT/compile-cache``; ``off`` leaves JAX as it is.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 OFF = "off"
@@ -23,12 +25,14 @@ def cache_dir(setting: str, out: Path) -> Path | None:
         out: the run directory.
 
     Returns:
-        ``out / "compile-cache"`` for ``auto``, None for ``off``, else the directory.
+        For ``auto``: ``$JAX_COMPILATION_CACHE_DIR`` when set and not empty, else
+        ``out / "compile-cache"``; None for ``off``; else the directory.
     """
     if setting == OFF:
         return None
     if setting in (AUTO, ""):
-        return out / "compile-cache"
+        shared = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+        return Path(shared) if shared else out / "compile-cache"
     return Path(setting).expanduser()
 
 
