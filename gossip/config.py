@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,9 @@ class Config:
     bandwidth: float = 0.0
     drop: float = 0.0
     time_bucket: float = 0.0
+    churn: float = 0.0
+    churn_downtime: float = 1.0
+    churn_schedule: list[Any] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a plain dict (TOML-serialisable)."""
@@ -102,9 +105,11 @@ _POSITIVE = ("local_steps", "rounds", "eval_every", "shards_per_peer", "max_ahea
 
 
 def _check_type(key: str, value: Any) -> Any:
-    default = Config.__dataclass_fields__[key].default
+    field = Config.__dataclass_fields__[key]
+    default = field.default
     if default is dataclasses.MISSING:
-        expected: type = dict
+        factory = field.default_factory
+        expected: type = type(factory()) if callable(factory) else dict
     else:
         expected = type(default)
     return check_type(f"config key {key!r}", value, expected)
@@ -159,7 +164,8 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any]) -> Config:
 ENGINES = ("round", "event")
 MODES = ("sync", "async")
 EVENT_KEYS = ("engine", "mode", "local_time", "max_staleness", "step_time", "slow_peers",
-              "slowdown", "stragglers", "latency", "bandwidth", "drop", "time_bucket")
+              "slowdown", "stragglers", "latency", "bandwidth", "drop", "time_bucket", "churn",
+              "churn_downtime", "churn_schedule")
 """Keys of the event simulator (``gossip sim --engine event``, docs/simulator.md)."""
 
 
@@ -217,10 +223,37 @@ def _check_timing(config: Config) -> None:
         if not getattr(config, key) >= 0:
             raise ConfigError(f"{key} must be >= 0, got {getattr(config, key)}")
     check_int("max_staleness (0: unbounded)", config.max_staleness, 0)
+    check_churn(config.peers, config.churn, config.churn_downtime, config.churn_schedule)
     check_int("slow_peers", config.slow_peers, 0)
     if config.slow_peers > config.peers:
         raise ConfigError(f"slow_peers ({config.slow_peers}) must be at most peers "
                           f"({config.peers})")
+
+
+def check_churn(n: int, rate: float, downtime: float,
+                schedule: Sequence[Sequence[float]]) -> None:
+    """Refuses out-of-range churn settings (one clear message).
+
+    Raises:
+        ConfigError: naming the key and the value.
+    """
+    if not rate >= 0:
+        raise ConfigError(f"churn must be >= 0 departures per peer per simulated second, "
+                          f"got {rate}")
+    if not downtime > 0:
+        raise ConfigError(f"churn_downtime must be > 0 seconds, got {downtime}")
+    for entry in schedule:
+        if (not isinstance(entry, (list, tuple)) or len(entry) != 3
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in entry)):
+            raise ConfigError(f"churn_schedule entries must be [peer, leave_s, back_s], got "
+                              f"{entry!r}")
+        peer, leave, back = entry
+        if peer != int(peer) or not 0 <= peer < n:
+            raise ConfigError(f"churn_schedule: peer must be an integer in [0, {n}), got "
+                              f"{peer!r} in {list(entry)!r}")
+        if not 0 <= leave < back < float("inf"):
+            raise ConfigError(f"churn_schedule: need 0 <= leave_s < back_s (finite), got "
+                              f"{list(entry)!r}")
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -315,6 +348,11 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--time-bucket", "time_bucket", float,
      "async: events this close in simulated seconds run as one vectorised call "
      "(0: the link delay, exact)"),
+    ("--churn", "churn", float,
+     "event engine: mean departures per peer per simulated second of up time (0: none; "
+     "churn_schedule gives explicit [peer, leave_s, back_s] ones)"),
+    ("--churn-downtime", "churn_downtime", float,
+     "event engine: mean simulated seconds a peer stays away after a --churn departure"),
 ]
 _METAVARS = {"peers": "N", "topology": "NAME", "weights": "NAME", "rule": "NAME",
              "compress": "NAME", "compress_ratio": "R", "outer_optimizer": "NAME",
@@ -328,7 +366,7 @@ _METAVARS = {"peers": "N", "topology": "NAME", "weights": "NAME", "rule": "NAME"
              "mode": "NAME", "local_time": "S",
              "max_staleness": "R", "step_time": "S", "slow_peers": "K", "slowdown": "F",
              "stragglers": "P", "latency": "S", "bandwidth": "MBIT", "drop": "P",
-             "time_bucket": "S"}
+             "time_bucket": "S", "churn": "RATE", "churn_downtime": "S"}
 PEER_KEYS = ("round_deadline", "startup_timeout", "max_ahead", "heartbeat_interval",
              "heartbeat_timeout", "catchup_after", "checkpoint_every", "compile_cache")
 """Keys that matter only for real peers (``gossip peer``, ``gossip launch``)."""

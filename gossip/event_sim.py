@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from gossip.evaluate import evaluation_record, make_evaluator
 from gossip.experiment import Experiment, init_stacked_params, model_optimum, stack_shards
+from gossip.sim.churn import Churn
 from gossip.sim.events import EventOptions, budget_steps, make_event_engine, run_events
 from gossip.sim.simulator import PeerData, SimState
 from gossip.sim.timing import TimeModel, peer_speeds
@@ -87,7 +88,9 @@ def simulate_events(exp: Experiment, message_bytes: Callable[[Any], int],
     evaluate = make_evaluator(exp.model.metric, exp.model.loss, optimum=model_optimum(exp))
     x_test, y_test = jnp.asarray(exp.dataset.x_test), jnp.asarray(exp.dataset.y_test)
     options = EventOptions(cfg.mode, cfg.rounds, cfg.eval_every, cfg.local_time,
-                           cfg.round_deadline, cfg.max_staleness, cfg.time_bucket)
+                           cfg.round_deadline, cfg.max_staleness, cfg.time_bucket,
+                           cfg.catchup_after, cfg.heartbeat_timeout)
+    churn = Churn(cfg.peers, cfg.seed, cfg.churn, cfg.churn_downtime, cfg.churn_schedule)
     short = METRIC_SHORT[exp.model.metric_name]
     record: dict[str, Any] = {}
     sink: TextIO | None = (out_dir / "metrics.jsonl").open("w") if out_dir else None
@@ -96,7 +99,7 @@ def simulate_events(exp: Experiment, message_bytes: Callable[[Any], int],
                disable=not progress)
     try:
         for report in run_events(engine, state, data, exp.topology.round_graph, clock,
-                                 options, msg_bytes, train_key):
+                                 options, msg_bytes, train_key, churn):
             state = report.state
             ev = jax.device_get(evaluate(state.params, x_test, y_test))
             stats = report.stats
