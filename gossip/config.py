@@ -174,6 +174,13 @@ SLOWDOWN_KEYS = ("slow_peers", "slowdown", "stragglers", "step_time")
 ``step_time``, every peer pads its local steps to that many seconds each)."""
 
 
+def _default(key: str) -> Any:
+    field = FIELDS[key]
+    if field.default is dataclasses.MISSING and callable(field.default_factory):
+        return field.default_factory()
+    return field.default
+
+
 def check_driver(config: Config, driver: str) -> None:
     """Refuses keys the driver that will run ``config`` does not model.
 
@@ -185,7 +192,7 @@ def check_driver(config: Config, driver: str) -> None:
     Raises:
         ConfigError: naming the first such key and what to do.
     """
-    changed = [k for k in EVENT_KEYS[1:] if getattr(config, k) != FIELDS[k].default]
+    changed = [k for k in EVENT_KEYS[1:] if getattr(config, k) != _default(k)]
     if driver == "sim" and config.engine == "event" and (config.byzantine or
                                                          config.attack != "none"):
         raise ConfigError("--byzantine/--attack: the event simulator has no attackers yet; "
