@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from gossip.bench.runner import compile_cache
 from gossip.config import resolve
 from gossip.experiment import build_experiment
 from gossip.plots.pyplot import STYLE, load_pyplot
@@ -64,6 +65,11 @@ def run_grid(preset: dict[str, Any], log: Log) -> dict[str, Any]:
     Async on a time-varying topology (``one_peer_exponential``) is skipped: running-sum
     push-sum keeps its running sums per in-link, so it needs a static graph.
     """
+    with compile_cache():  # runs of the same shapes share their compiled functions
+        return _run_grid(preset, log)
+
+
+def _run_grid(preset: dict[str, Any], log: Log) -> dict[str, Any]:
     runs, start = [], time.perf_counter()
     for n in preset["peers"]:
         for topology in preset["topologies"]:
