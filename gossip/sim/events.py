@@ -22,8 +22,9 @@ Modes:
   a rule with ``"async"`` in ``modes`` (running-sum push-sum) is exact here. A message older
   than ``max_staleness`` of the receiver's rounds is not mixed (counted as stale). The events
   of the peers that fall in one time bucket (default: the link delay, which keeps the order
-  of causes and effects exact) are one vmapped call over those peers, padded to a power of
-  two so each size compiles once.
+  of causes and effects exact) are one vmapped call: over every peer with a mask when they
+  are more than half of the peers (no gather or scatter of the state), else over those
+  peers gathered into a batch padded to a power of two (each size compiles once).
 
 The run ends when every peer has done ``rounds`` rounds (sync) or when the peers together
 have done ``peers * rounds`` (async: the same computation as a sync run, spread by speed).
