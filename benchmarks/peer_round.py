@@ -242,7 +242,7 @@ def run_config(args: argparse.Namespace, out: Path, hidden: int, steps: int, top
                order: str, net: object | None = None, port: int = PORT) -> dict:
     """One ``gossip launch --local`` run (with ``net``: one peer per namespace); the medians
     of its peers' stage times."""
-    run_dir = out / f"{model_bytes(hidden) // 2**20}mib-{topology}-{order}"
+    run_dir = out / f"{round(model_bytes(hidden) / 2**20, 1):g}mib-{topology}-{order}"
     options = ["--topology", topology, "--rule", RULES[order], "--optimizer", "sgd",
                "--rounds", str(args.rounds), "--local-steps", str(steps),
                "--eval-every", str(args.rounds), "--out", str(run_dir),
