@@ -9,6 +9,9 @@ figure is ``size_bytes / median round-trip time``:
   ``recv_multipart(copy=False)`` + ``gossip.wire.decode`` (every check of DESIGN §4,
   NaN/Inf scan included);
 - ``raw_zmq``: the same bytes as one frame, ``copy=False`` both ways, no checks;
+- ``frames``: the gossip message's frames (header and one per leaf) encoded once before,
+  sent and received as in ``gossip`` but not decoded: what the frames cost over raw's one
+  (``frames_over_raw``), without the codec;
 - ``pickle``: the baseline of the goal, what a naive implementation does (pyzmq's
   ``send_pyobj``/``recv_pyobj``): the dict of numpy arrays pickled with the default protocol
   into one frame, sent and received with copies (``copy=True``), unpickled;
@@ -56,7 +59,7 @@ from gossip.bench.timing import median_seconds
 from gossip.launch.local import free_ports
 from gossip.wire import decode, encode, make_template
 
-MODES = ("gossip", "raw_zmq", "pickle", "pickle5")
+MODES = ("gossip", "raw_zmq", "frames", "pickle", "pickle5")
 ACK = b"ok"
 
 
@@ -136,6 +139,7 @@ def bench(size_mib: float, repeats: int, warmup: int = 3, codec_ref: str | None 
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(address)
     rounds = itertools.count()
+    encoded = encode("gossip", 0, 0, template, tree)
 
     def exchange(mode: str) -> None:
         copy = False
@@ -143,6 +147,8 @@ def bench(size_mib: float, repeats: int, warmup: int = 3, codec_ref: str | None 
             frames = encode("gossip", 0, next(rounds), template, tree)
         elif mode == "gossip_ref":
             frames = ref.encode("gossip", 0, next(rounds), ref_template, tree)
+        elif mode == "frames":
+            frames = encoded
         elif mode == "pickle":  # send_pyobj: the default protocol, a copying send
             frames, copy = [pickle.dumps(tree)], True
         elif mode == "pickle5":
@@ -170,6 +176,7 @@ def bench(size_mib: float, repeats: int, warmup: int = 3, codec_ref: str | None 
     row = {"size_bytes": size, "leaves": len(template.leaves), "repeats": repeats,
            **{f"{m}_gbps": round(gbps[m], 3) for m in modes},
            "gossip_over_raw": round(gbps["gossip"] / gbps["raw_zmq"], 3),
+           "frames_over_raw": round(gbps["frames"] / gbps["raw_zmq"], 3),
            "gossip_over_pickle": round(gbps["gossip"] / gbps["pickle"], 3),
            "gossip_over_pickle5": round(gbps["gossip"] / gbps["pickle5"], 3),
            # the ceiling of gossip_over_pickle: raw pyzmq, no encoding and no checks
