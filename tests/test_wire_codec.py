@@ -184,6 +184,18 @@ def test_the_header_is_the_msgpack_map_of_the_protocol(template):
     assert entries[1:] == expected["leaves"][1:]
 
 
+def test_a_template_without_its_precomputed_entries_works_the_same(template):
+    bare = template._replace(entries=b"", layout=())  # the per-leaf paths only
+    frames = encode("gossip", 1, 3, bare, payload())
+    assert frames[0] == encode("gossip", 1, 3, template, payload())[0]
+    got = decode(frames, bare, N).payload
+    assert jax.tree.all(jax.tree.map(np.array_equal, got, payload()))
+    bad = _bad_messages(template)
+    for reason in ("leaf 'count': shape [4.0] is not", "leaf 'dense/kernel': contains NaN"):
+        with pytest.raises(WireError, match=reason.replace("[", r"\[").replace("]", r"\]")):
+            decode(bad[next(k for k in bad if k.startswith(reason))], bare, N)
+
+
 def test_errors_after_the_header_name_the_sender_and_round(template):
     frames = _with_header(encode("gossip", 2, 9, template, payload()), struct="0" * 16)
     with pytest.raises(WireError, match=r"from peer 2, round 9: structure hash"):

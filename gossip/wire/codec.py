@@ -118,11 +118,14 @@ def make_template(payload: Any, check: Callable[[Any], None] | None = None) -> T
                                      for leaf in leaves)
     entries = msgpack.packb([_entry(leaf.path, leaf.dtype, leaf.shape, leaf.nbytes)
                              for leaf in leaves])
-    layout = tuple((leaf.dtype, leaf.shape, leaf.nbytes,
-                    (1 if leaf.dtype in _BLAS else 2) if leaf.dtype in _INEXACT else 0)
-                   for leaf in leaves)
     return Template(tuple(leaves), jax.tree.structure(payload), struct_hash, limit, check,
-                    entries, layout)
+                    entries, tuple(_layout(leaf) for leaf in leaves))
+
+
+def _layout(leaf: LeafSpec) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """``Template.layout`` of one leaf: dtype, shape, bytes, scan (0 none, 1 dot, 2 sum)."""
+    scan = (1 if leaf.dtype in _BLAS else 2) if leaf.dtype in _INEXACT else 0
+    return leaf.dtype, leaf.shape, leaf.nbytes, scan
 
 
 def _entry(path: str, dtype: np.dtype, shape: tuple[int, ...], nbytes: int) -> list[Any]:
@@ -329,7 +332,9 @@ def _decode_body(header: Header, buffers: list[memoryview], template: Template) 
         raise WireError(f"{len(entries)} leaves in the header, expected {expected_leaves}")
     if len(buffers) != 1 + expected_leaves:
         raise WireError(f"{len(buffers)} frames, expected {1 + expected_leaves}")
-    specs, layouts = template.leaves[:expected_leaves], template.layout[:expected_leaves]
+    specs = template.leaves[:expected_leaves]
+    # (a Template made by hand, not by make_template, has no layout: derive it)
+    layouts = template.layout[:expected_leaves] or tuple(_layout(spec) for spec in specs)
     # The entries an honest sender writes: one comparison of canonical msgpack bytes stands
     # for every per-leaf header check (and, unlike ``==`` on the decoded lists, tells
     # ``1`` from ``1.0`` and ``True``). Any difference takes the per-leaf path, which names it.
