@@ -147,7 +147,8 @@ def raw_client(address: str, nbytes: int, k: int, repeats: int = 15, warmup: int
             start = time.perf_counter()
             for _ in range(k):
                 sock.send(payload, copy=False)
-                if not sock.poll(60_000):
+                # the first waits for the server to start (minutes on a busy machine)
+                if not sock.poll(600_000 if i == 0 else 60_000):
                     raise RuntimeError("raw pyzmq: no acknowledgement")
                 sock.recv()
             if i >= warmup:
