@@ -321,8 +321,8 @@ def main() -> None:
         parser.error(f"--peers must be in 2..254, got {args.peers}")
     out = script_out("peer_round", args.out)
     meta = provenance()
-    # SIGTERM unwinds like Ctrl-C: the namespaces and their processes are removed
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if netns is not None:  # SIGTERM unwinds like Ctrl-C: the namespaces are removed
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with contextlib.ExitStack() as stack:
         net = None
         if netns is not None:  # removed on exit, also on an error or Ctrl-C
