@@ -24,20 +24,33 @@ H (``--local-steps``) defaults to the number of local steps that take about
 With N peers sharing the cores of one machine, each peer's local steps take longer than
 that (``compute_s`` says how long).
 
+``--netns`` runs each peer on a "host" of its own instead: N Linux network namespaces on one
+bridge (``tests/netns.py``, needs root), each host's link to the bridge paced by a token
+bucket (``tc ... tbf``) at ``--rate`` (default ``1gbit``, tc syntax) for what it sends. The
+peers are then ``gossip peer`` processes started in their namespaces with the same settings
+as ``gossip launch --local`` gives them, and ``raw_s`` is measured between two of the
+namespaces, over the same paced links. Only namespace traffic: nothing leaves the machine,
+and the namespaces are removed at the end, also on failure or Ctrl-C. Each object then
+also has ``netns: true`` and ``rate``.
+
 Prints one JSON object per configuration (``--json``: only those) and writes them, with the
 command, machine, versions and load, to ``OUT/peer_round.json`` (``--out``; default a new
 ``runs/bench-peer_round-YYYYmmdd-HHMMSS``).
 
 Usage: ``python benchmarks/peer_round.py --json [--peers 8] [--sizes-mib 1 16]
 [--topologies ring exponential] [--orders atc cta] [--rounds 30] [--compute-ms 50]
-[--local-steps H] [--out DIR]``
+[--local-steps H] [--netns [--rate 1gbit]] [--out DIR]``
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
+import os
+import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -53,6 +66,10 @@ from gossip.launch.local import free_ports
 INPUTS, CLASSES = 64, 10  # digits: 8x8 images, 10 classes
 RULES = {"atc": "dpsgd", "cta": "dpsgd_cta"}
 ACK = b"ok"
+ROOT = Path(__file__).resolve().parent.parent
+NETNS_TAG = "prnd"  # namespaces gprnd-PID-I (tests/netns.py)
+PORT = 7100  # each peer's port in its own namespace
+RATE_UNITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
 
 
 def hidden_for(size_mib: float) -> int:
@@ -109,6 +126,16 @@ def raw_seconds(nbytes: int, k: int, repeats: int = 15, warmup: int = 3) -> floa
     address = f"tcp://127.0.0.1:{free_ports(1)[0]}"
     total = (repeats + warmup) * k
     server = subprocess.Popen([sys.executable, __file__, "--serve-raw", address, str(total)])
+    try:
+        return raw_client(address, nbytes, k, repeats, warmup)
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()
+
+
+def raw_client(address: str, nbytes: int, k: int, repeats: int = 15, warmup: int = 3) -> float:
+    """The sending end of ``raw_seconds``: the median seconds of ``repeats`` times k messages."""
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -120,34 +147,115 @@ def raw_seconds(nbytes: int, k: int, repeats: int = 15, warmup: int = 3) -> floa
             start = time.perf_counter()
             for _ in range(k):
                 sock.send(payload, copy=False)
-                if not sock.poll(60_000):
+                # the first waits for the server to start (minutes on a busy machine)
+                if not sock.poll(600_000 if i == 0 else 60_000):
                     raise RuntimeError("raw pyzmq: no acknowledgement")
                 sock.recv()
             if i >= warmup:
                 times.append(time.perf_counter() - start)
-        server.wait(timeout=60)
     finally:
         sock.close()
         ctx.term()
-        if server.poll() is None:
-            server.kill()
-            server.wait()
     return statistics.median(times)
 
 
+def parse_rate(rate: str) -> float:
+    """Bits per second of a tc rate such as ``1gbit`` or ``500mbit``.
+
+    Raises:
+        ValueError: not ``NUMBER`` followed by bit, kbit, mbit or gbit.
+    """
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit)", rate.strip().lower())
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"--rate {rate!r} is not a rate such as 1gbit or 500mbit")
+    return float(m.group(1)) * RATE_UNITS[m.group(2)]
+
+
+def netns_module() -> object:
+    """``tests/netns.py`` (bridged namespaces, made and always removed), imported by path."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        import netns  # noqa: PLC0415
+    finally:
+        sys.path.remove(str(ROOT / "tests"))
+    return netns
+
+
+def pace(net: object, rate: str) -> None:
+    """Every host's link to the bridge sends at most ``rate``: a tbf qdisc on its ``eth0``,
+    with a bucket of 1 ms of the rate (at least 32 KiB) and up to 400 ms of queue."""
+    burst = max(32 * 1024, int(parse_rate(rate) / 8 / 1000))
+    for i in range(len(net.names)):
+        subprocess.run([*net.exec_prefix(i), "tc", "qdisc", "replace", "dev", "eth0", "root",
+                        "tbf", "rate", rate, "burst", str(burst), "latency", "400ms"],
+                       check=True, capture_output=True, timeout=30)
+
+
+def raw_seconds_netns(net: object, nbytes: int, k: int, port: int, repeats: int = 15,
+                      warmup: int = 3) -> float:
+    """``raw_seconds`` from host 0 to host 1 of the namespaces, over their paced links."""
+    address = f"tcp://{net.addresses[1]}:{port}"
+    total = (repeats + warmup) * k
+    server = subprocess.Popen([*net.exec_prefix(1), sys.executable, __file__, "--serve-raw",
+                               address, str(total)], start_new_session=True)
+    try:
+        done = subprocess.run([*net.exec_prefix(0), sys.executable, __file__, "--raw-client",
+                               address, str(nbytes), str(k), str(repeats), str(warmup)],
+                              capture_output=True, text=True, timeout=600, check=True)
+        return float(done.stdout.split()[-1])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def run_peers_netns(net: object, run_dir: Path, options: list[str], port: int,
+                    timeout: float = 1800) -> None:
+    """Runs peer i of a run in namespace i (``gossip peer``, as ``gossip launch --local``
+    would run it) and waits for all; every peer is killed on failure or timeout."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "logs").mkdir(exist_ok=True)
+    peers = ",".join(f"tcp://{a}:{port}" for a in net.addresses)
+    procs = []
+    try:
+        for i in range(len(net.names)):
+            with (run_dir / "logs" / f"peer-{i:04d}.log").open("w") as log:
+                procs.append(subprocess.Popen(
+                    [*net.exec_prefix(i), sys.executable, "-m", "gossip", "peer", "--id",
+                     str(i), "--peers", peers, *options], stdout=log,
+                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True))
+        deadline = time.monotonic() + timeout
+        for i, proc in enumerate(procs):
+            code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            if code != 0:
+                log = (run_dir / "logs" / f"peer-{i:04d}.log").read_text()
+                raise RuntimeError(f"peer {i} exited with {code}: {log[-2000:]}")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
 def run_config(args: argparse.Namespace, out: Path, hidden: int, steps: int, topology: str,
-               order: str) -> dict:
-    """One ``gossip launch --local`` run; the medians of its peers' stage times."""
-    run_dir = out / f"{model_bytes(hidden) // 2**20}mib-{topology}-{order}"
-    command = [sys.executable, "-m", "gossip", "launch", "--local", str(args.peers),
-               "--topology", topology, "--rule", RULES[order], "--optimizer", "sgd",
+               order: str, net: object | None = None, port: int = PORT) -> dict:
+    """One ``gossip launch --local`` run (with ``net``: one peer per namespace); the medians
+    of its peers' stage times."""
+    run_dir = out / f"{round(model_bytes(hidden) / 2**20, 1):g}mib-{topology}-{order}"
+    options = ["--topology", topology, "--rule", RULES[order], "--optimizer", "sgd",
                "--rounds", str(args.rounds), "--local-steps", str(steps),
-               "--eval-every", str(args.rounds), "--out", str(run_dir), "--no-progress",
-               "--no-plot", "--checkpoint-every", "0",
-               "--set", f"model_options={{hidden=[{hidden}]}}"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        raise RuntimeError(f"gossip launch failed: {done.stderr[-2000:]}")
+               "--eval-every", str(args.rounds), "--out", str(run_dir),
+               "--checkpoint-every", "0", "--set", f"model_options={{hidden=[{hidden}]}}"]
+    if net is not None:
+        run_peers_netns(net, run_dir, options, port)
+    else:
+        command = [sys.executable, "-m", "gossip", "launch", "--local", str(args.peers),
+                   *options, "--no-progress", "--no-plot"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise RuntimeError(f"gossip launch failed: {done.stderr[-2000:]}")
     records = []
     for path in sorted(run_dir.glob("peer-*.jsonl")):
         records += [r for r in map(json.loads, path.read_text().splitlines())
@@ -162,8 +270,10 @@ def run_config(args: argparse.Namespace, out: Path, hidden: int, steps: int, top
     from gossip.topology import make_topology  # noqa: PLC0415
 
     k = make_topology(topology, args.peers).k
-    raw = raw_seconds(model_bytes(hidden), k)
-    return {"model_bytes": model_bytes(hidden), "hidden": hidden, "peers": args.peers,
+    raw = (raw_seconds_netns(net, model_bytes(hidden), k, port + 1) if net is not None
+           else raw_seconds(model_bytes(hidden), k))
+    where = {"netns": True, "rate": args.rate} if net is not None else {}
+    return {**where, "model_bytes": model_bytes(hidden), "hidden": hidden, "peers": args.peers,
             "topology": topology, "in_neighbours": k, "order": order, "local_steps": steps,
             "rounds": args.rounds, "samples": len(records), "compute_s": round(compute_s, 5),
             "exchange_s": round(exchange_s, 5), "round_s": round(round_s, 5),
@@ -178,6 +288,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve-raw":
         serve_raw(sys.argv[2], int(sys.argv[3]))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--raw-client":
+        print(raw_client(sys.argv[2], *map(int, sys.argv[3:7])))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print only JSON")
     parser.add_argument("--peers", type=int, default=8)
@@ -189,17 +302,48 @@ def main() -> None:
     parser.add_argument("--compute-ms", type=float, default=50.0,
                         help="local work per round to aim for, in ms (sets H)")
     parser.add_argument("--local-steps", type=int, help="H (default: from --compute-ms)")
+    parser.add_argument("--netns", action="store_true",
+                        help="one network namespace per peer, links paced at --rate "
+                        "(needs root)")
+    parser.add_argument("--rate", default="1gbit",
+                        help="with --netns: what each host sends at most, tc syntax")
     parser.add_argument("--out", help="output directory (default: a new "
                         "runs/bench-peer_round-YYYYmmdd-HHMMSS)")
     args = parser.parse_args()
+    try:
+        parse_rate(args.rate)
+    except ValueError as e:
+        parser.error(str(e))
+    netns = netns_module() if args.netns else None
+    if netns is not None and not netns.netns_available():
+        parser.error("--netns needs root and `ip netns` (iproute2)")
+    if not 2 <= args.peers <= 254:
+        parser.error(f"--peers must be in 2..254, got {args.peers}")
     out = script_out("peer_round", args.out)
     meta = provenance()
+    if netns is not None:  # SIGTERM unwinds like Ctrl-C: the namespaces are removed
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with contextlib.ExitStack() as stack:
+        net = None
+        if netns is not None:  # removed on exit, also on an error or Ctrl-C
+            net = stack.enter_context(netns.bridged_namespaces(args.peers, NETNS_TAG))
+            pace(net, args.rate)
+        rows = run_all(args, out, net)
+    meta["load_average_after"] = provenance()["machine"]["load_average"]
+    path = write_result(out / "peer_round.json", {**meta, "results": rows})
+    if not args.json:
+        print(f"results: {path}")
+
+
+def run_all(args: argparse.Namespace, out: Path, net: object | None) -> list[dict]:
+    """Every configuration, one after the other; prints each row as it is done."""
     rows = []
+    ports = itertools.count(PORT, 2)
     for size in args.sizes_mib:
         hidden = hidden_for(size)
         steps = args.local_steps or steps_for(hidden, args.compute_ms)
         for topology, order in itertools.product(args.topologies, args.orders):
-            row = run_config(args, out, hidden, steps, topology, order)
+            row = run_config(args, out, hidden, steps, topology, order, net, next(ports))
             rows.append(row)
             print(json.dumps(row) if args.json else
                   f"{row['model_bytes'] / 2**20:5.1f} MiB {topology:11s} {order}: round "
@@ -207,10 +351,7 @@ def main() -> None:
                   f"exchange {row['exchange_s'] * 1e3:7.1f} ({row['exchange_share']:.0%}; "
                   f"send {row['send_s'] * 1e3:.1f}, wait {row['wait_s'] * 1e3:.1f}, mix "
                   f"{row['mix_s'] * 1e3:.1f}), raw pyzmq {row['raw_s'] * 1e3:.2f} ms", flush=True)
-    meta["load_average_after"] = provenance()["machine"]["load_average"]
-    path = write_result(out / "peer_round.json", {**meta, "results": rows})
-    if not args.json:
-        print(f"results: {path}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -56,3 +56,22 @@ def test_peer_round_sizes_its_models_to_the_asked_megabytes():
     for mib in (1, 16):
         assert peer_round.model_bytes(peer_round.hidden_for(mib)) == pytest.approx(
             mib * 2**20, rel=1e-3)
+
+
+def test_peer_round_reads_tc_rates_and_refuses_a_bad_one_in_one_line(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import peer_round
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert peer_round.parse_rate("1gbit") == 1e9
+    assert peer_round.parse_rate("2.5mbit") == 2.5e6
+    for bad in ("fast", "1gb", "0mbit", "-1gbit"):
+        with pytest.raises(ValueError, match="is not a rate"):
+            peer_round.parse_rate(bad)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peer_round.py"),
+                           "--netns", "--rate", "fast"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "error: --rate 'fast' is not a rate" in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "runs").exists()  # refused before anything was made

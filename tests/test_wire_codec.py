@@ -145,6 +145,11 @@ def _bad_messages(template):
         "leaf 'count': shape (2, 2), expected (4,)": _with_leaf(good, 0, "shape", [2, 2]),
         "leaf 'count': shape 'x' is not a list of ints": _with_leaf(good, 0, "shape", "x"),
         "leaf 'count': header says 15 bytes": _with_leaf(good, 0, "nbytes", 15),
+        # equal to the expected entry under ``==``, but not of the documented types
+        "leaf 'count': shape [4.0] is not a list of ints": _with_leaf(good, 0, "shape", [4.0]),
+        "leaf 'count': shape [True, True, True, True] is not": _with_leaf(
+            good, 0, "shape", [True] * 4),
+        "leaf 'count': header says 16.0 bytes": _with_leaf(good, 0, "nbytes", 16.0),
         "leaf 'count': frame has 12 bytes, expected 16": [good[0], kernel_bytes[:12],
                                                          *good[2:]],
         "leaf 'dense/kernel': contains NaN or Inf": encode("gossip", 1, 3, template, nan),
@@ -159,6 +164,36 @@ def test_bad_messages_are_refused_with_a_reason_naming_the_leaf(template, reason
         decode(frames, template, N)
     assert reason in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_the_header_is_the_msgpack_map_of_the_protocol(template):
+    # encode packs the map piece by piece, the leaves' entries once per template: the bytes
+    # are msgpack.packb of the documented map, with the arrays' own entries
+    expected = {"v": PROTOCOL_VERSION, "kind": "gossip", "sender": 3, "round": 2**40,
+                "struct": template.struct_hash,
+                "leaves": [[s.path, np.dtype(s.dtype).name if s.path != "half" else "bfloat16",
+                            list(s.shape), s.nbytes, "raw"] for s in template.leaves]}
+    assert encode("gossip", 3, 2**40, template, payload())[0] == msgpack.packb(expected)
+    hello = encode("hello", 1, 0, template)
+    assert hello == [msgpack.packb({**expected, "kind": "hello", "sender": 1, "round": 0,
+                                    "leaves": []})]
+    other = payload()
+    other["count"] = np.arange(5, dtype=np.int64)  # not the template's: says what it is
+    entries = _header(encode("gossip", 0, 0, template, other))["leaves"]
+    assert entries[0] == ["count", "int64", [5], 40, "raw"]
+    assert entries[1:] == expected["leaves"][1:]
+
+
+def test_a_template_without_its_precomputed_entries_works_the_same(template):
+    bare = template._replace(entries=b"", layout=())  # the per-leaf paths only
+    frames = encode("gossip", 1, 3, bare, payload())
+    assert frames[0] == encode("gossip", 1, 3, template, payload())[0]
+    got = decode(frames, bare, N).payload
+    assert jax.tree.all(jax.tree.map(np.array_equal, got, payload()))
+    bad = _bad_messages(template)
+    for reason in ("leaf 'count': shape [4.0] is not", "leaf 'dense/kernel': contains NaN"):
+        with pytest.raises(WireError, match=reason.replace("[", r"\[").replace("]", r"\]")):
+            decode(bad[next(k for k in bad if k.startswith(reason))], bare, N)
 
 
 def test_errors_after_the_header_name_the_sender_and_round(template):

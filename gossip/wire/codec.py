@@ -70,6 +70,12 @@ class Template(NamedTuple):
         check: ``check(payload) -> None``, run on a decoded payload that passed every leaf
             check: the sender's rule's own checks (a compressed payload's indices in range,
             sorted and unique; its counts and scales); raises ``ValueError``. None: none.
+        entries: the msgpack bytes of the header's ``leaves`` list that an honest sender of
+            this structure writes. ``decode`` packs the list it received again (canonical
+            msgpack) and, when the bytes are equal, skips the per-leaf header checks, which
+            that equality implies (same paths, dtypes, shapes, lengths, codecs and types).
+        layout: per leaf, ``(dtype, shape, nbytes, scan)``: what a frame becomes, and
+            which NaN/Inf scan it gets (0: none, 1: BLAS dot, 2: sum), computed once.
     """
 
     leaves: tuple[LeafSpec, ...]
@@ -77,6 +83,8 @@ class Template(NamedTuple):
     struct_hash: str
     header_limit: int
     check: Callable[[Any], None] | None = None
+    entries: bytes = b""
+    layout: tuple[tuple[np.dtype, tuple[int, ...], int, int], ...] = ()
 
     @property
     def nbytes(self) -> int:
@@ -108,7 +116,21 @@ def make_template(payload: Any, check: Callable[[Any], None] | None = None) -> T
                                   for leaf in leaves])
     limit = _HEADER_BASE_BYTES + sum(64 + len(leaf.path) + 12 * len(leaf.shape)
                                      for leaf in leaves)
-    return Template(tuple(leaves), jax.tree.structure(payload), struct_hash, limit, check)
+    entries = msgpack.packb([_entry(leaf.path, leaf.dtype, leaf.shape, leaf.nbytes)
+                             for leaf in leaves])
+    return Template(tuple(leaves), jax.tree.structure(payload), struct_hash, limit, check,
+                    entries, tuple(_layout(leaf) for leaf in leaves))
+
+
+def _layout(leaf: LeafSpec) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """``Template.layout`` of one leaf: dtype, shape, bytes, scan (0 none, 1 dot, 2 sum)."""
+    scan = (1 if leaf.dtype in _BLAS else 2) if leaf.dtype in _INEXACT else 0
+    return leaf.dtype, leaf.shape, leaf.nbytes, scan
+
+
+def _entry(path: str, dtype: np.dtype, shape: tuple[int, ...], nbytes: int) -> list[Any]:
+    """One leaf's entry of the header's ``leaves`` list."""
+    return [path, dtype_name(dtype), list(shape), int(nbytes), "raw"]
 
 
 def structure_hash(leaves: Sequence[tuple[str, str, tuple[int, ...]]]) -> str:
@@ -166,12 +188,29 @@ def encode(kind: str, sender: int, round_: int, template: Template,
         ``[header bytes, leaf buffer, ...]``, ready for ``send_multipart(copy=False)``.
     """
     arrays = [] if payload is None else [np.asarray(x, order="C") for x in jax.tree.leaves(payload)]
-    entries = [[spec.path, dtype_name(a.dtype), list(a.shape), a.nbytes, "raw"]
-               for spec, a in zip(template.leaves if arrays else (), arrays, strict=True)]
-    header = {"v": PROTOCOL_VERSION, "kind": kind, "sender": int(sender), "round": int(round_),
-              "struct": template.struct_hash, "leaves": entries}
+    head = _PACK_HEAD + _packb(kind) + _PACK_SENDER + _packb(int(sender)) + _PACK_ROUND \
+        + _packb(int(round_)) + _PACK_STRUCT + _packb(template.struct_hash) + _PACK_LEAVES
+    if not arrays:
+        head += _PACK_EMPTY
+    elif template.entries and len(arrays) == len(template.layout) and all(
+            a.dtype == dtype and a.shape == shape
+            for a, (dtype, shape, _, _) in zip(arrays, template.layout, strict=True)):
+        head += template.entries  # the leaves are the template's: its packed entries
+    else:  # what the arrays are (a receiver refuses what differs from its template)
+        head += _packb([_entry(spec.path, a.dtype, a.shape, a.nbytes)
+                        for spec, a in zip(template.leaves, arrays, strict=True)])
     # Flat byte views: zero-copy, and a buffer for dtypes the buffer protocol lacks (bfloat16).
-    return [msgpack.packb(header), *(a.reshape(-1).view(np.uint8) for a in arrays)]
+    return [head, *(a.reshape(-1).view(np.uint8) for a in arrays)]
+
+
+# The header map, packed piece by piece in ``encode``: the same bytes as ``msgpack.packb`` of
+# the dict ``{"v": ..., "kind": ..., "sender": ..., "round": ..., "struct": ..., "leaves":
+# ...}`` (a fixmap of 6 pairs, keys in that order), with the leaves' entries packed once per
+# template rather than once per message.
+_packb = msgpack.packb
+_PACK_HEAD = b"\x86" + _packb("v") + _packb(PROTOCOL_VERSION) + _packb("kind")
+_PACK_SENDER, _PACK_ROUND = _packb("sender"), _packb("round")
+_PACK_STRUCT, _PACK_LEAVES, _PACK_EMPTY = _packb("struct"), _packb("leaves"), _packb([])
 
 
 class Header(NamedTuple):
@@ -213,7 +252,8 @@ def _unpack_header(frame: memoryview, limit: int) -> dict[str, Any]:
 
 
 def _buffers(frames: Sequence[Any]) -> list[memoryview]:
-    return [f.buffer if hasattr(f, "buffer") else memoryview(f) for f in frames]
+    # ``zmq.Frame``, bytes and numpy arrays all export the buffer protocol
+    return [memoryview(f) for f in frames]
 
 
 def read_header(frames: Sequence[Any], template: Template, n_peers: int,
@@ -237,8 +277,7 @@ def read_header(frames: Sequence[Any], template: Template, n_peers: int,
         raise WireError("empty message")
     limit = max(template.header_limit, params_template.header_limit if params_template else 0)
     first = frames[0]
-    header = _unpack_header(first.buffer if hasattr(first, "buffer") else memoryview(first),
-                            limit)
+    header = _unpack_header(memoryview(first), limit)
     if header["v"] != PROTOCOL_VERSION:
         raise WireError(f"protocol version {header['v']}, expected {PROTOCOL_VERSION}")
     kind, sender, round_ = header["kind"], header["sender"], header["round"]
@@ -294,9 +333,19 @@ def _decode_body(header: Header, buffers: list[memoryview], template: Template) 
     if len(buffers) != 1 + expected_leaves:
         raise WireError(f"{len(buffers)} frames, expected {1 + expected_leaves}")
     specs = template.leaves[:expected_leaves]
+    # (a Template made by hand, not by make_template, has no layout: derive it)
+    layouts = template.layout[:expected_leaves] or tuple(_layout(spec) for spec in specs)
+    # The entries an honest sender writes: one comparison of canonical msgpack bytes stands
+    # for every per-leaf header check (and, unlike ``==`` on the decoded lists, tells
+    # ``1`` from ``1.0`` and ``True``). Any difference takes the per-leaf path, which names it.
+    known = bool(expected_leaves) and _packs_to(entries, template.entries)
     with np.errstate(over="ignore", invalid="ignore"):  # the NaN/Inf scan's overflow
-        leaves = [_decode_leaf(spec, entry, buf)
-                  for spec, entry, buf in zip(specs, entries, buffers[1:], strict=True)]
+        if known:
+            leaves = [_leaf_array(spec, layout, buf) for spec, layout, buf in
+                      zip(specs, layouts, buffers[1:], strict=True)]
+        else:
+            leaves = [_decode_leaf(spec, layout, entry, buf) for spec, layout, entry, buf in
+                      zip(specs, layouts, entries, buffers[1:], strict=True)]
     payload = jax.tree.unflatten(template.treedef, leaves) if kind in PAYLOAD_KINDS else None
     if payload is not None and template.check is not None:
         try:
@@ -304,10 +353,19 @@ def _decode_body(header: Header, buffers: list[memoryview], template: Template) 
         except ValueError as e:
             raise WireError(f"payload: {e}") from None
     return Message(kind, header.sender, header.round, payload,
-                   sum(a.nbytes for a in leaves), header.nbytes)
+                   sum(layout[2] for layout in layouts), header.nbytes)
 
 
-def _decode_leaf(spec: LeafSpec, entry: Any, buf: memoryview) -> np.ndarray:
+def _packs_to(value: Any, packed: bytes) -> bool:
+    """True when ``value`` (unpacked from a header) packs to exactly ``packed``."""
+    try:
+        return _packb(value) == packed
+    except (ValueError, TypeError, OverflowError):  # too deep to pack again: not ours
+        return False
+
+
+def _decode_leaf(spec: LeafSpec, layout: tuple, entry: Any, buf: memoryview) -> np.ndarray:
+    """The per-leaf header checks (path, codec, dtype, shape, length), then the frame's."""
     where = f"leaf {spec.path!r}"
     if not (isinstance(entry, list) and len(entry) == 5):
         raise WireError(f"{where}: header entry is not [path, dtype, shape, nbytes, codec]")
@@ -327,19 +385,28 @@ def _decode_leaf(spec: LeafSpec, entry: Any, buf: memoryview) -> np.ndarray:
     if type(nbytes) is not int or nbytes != spec.nbytes:
         raise WireError(f"{where}: header says {nbytes!r} bytes, shape x itemsize is "
                         f"{spec.nbytes}")
-    if buf.nbytes != spec.nbytes:
-        raise WireError(f"{where}: frame has {buf.nbytes} bytes, expected {spec.nbytes}")
-    array = np.frombuffer(buf, dtype=spec.dtype).reshape(spec.shape)
-    if spec.dtype in _INEXACT and not _all_finite(array):
-        raise WireError(f"{where}: contains NaN or Inf")
+    return _leaf_array(spec, layout, buf)
+
+
+def _leaf_array(spec: LeafSpec, layout: tuple, buf: memoryview) -> np.ndarray:
+    """A leaf frame as a read-only array, after its length check and NaN/Inf scan."""
+    dtype, shape, nbytes, scan = layout
+    if buf.nbytes != nbytes:
+        raise WireError(f"leaf {spec.path!r}: frame has {buf.nbytes} bytes, expected {nbytes}")
+    array = np.frombuffer(buf, dtype=dtype).reshape(shape)
+    if scan and not _all_finite(array, scan):
+        raise WireError(f"leaf {spec.path!r}: contains NaN or Inf")
     return array
 
 
-def _all_finite(a: np.ndarray) -> bool:
+def _all_finite(a: np.ndarray, scan: int = 0) -> bool:
     # NaN and Inf propagate through a sum of squares, which BLAS computes in one fast pass
     # (2-3x faster than ``isfinite(a).all()``); only when it is not finite (NaN, Inf, or the
     # overflow of huge finite values) look element by element.
     # The caller silences overflow warnings (``_decode_body``: once per message, not per leaf).
+    # ``scan``: 1 BLAS dot, 2 sum, 0 look the dtype up (the template knows it: ``layout``).
     flat = a.reshape(-1)
-    fast = np.dot(flat, flat) if a.dtype in _BLAS else np.sum(flat)
+    if not scan:
+        scan = 1 if a.dtype in _BLAS else 2
+    fast = np.dot(flat, flat) if scan == 1 else np.sum(flat)
     return math.isfinite(float(fast)) or bool(np.isfinite(a).all())
