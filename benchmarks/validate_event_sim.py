@@ -4,25 +4,38 @@ Runs ``gossip launch --local N`` on a ring with one peer ``--slowdown`` times sl
 set compute time, ``--step-time S``: every real peer sleeps after its local steps until they
 took ``S`` seconds (the slow one ``S × slowdown``), so the run's pace is set by the config,
 not by how busy this machine is. Then runs the event simulator (``gossip sim --engine
-event``) on the same config and compares the time from the end of round 1 to the end of
-round R (each real peer's clock starts at its own first round, so the staggered start-up is
-left out). What the simulator does not model shows as the error: a real peer's per-round
-work besides its local steps (encoding, sending, receiving, decoding, mixing), reported as
-``real_overhead_s`` (the slow peer's mean ``round_time - compute_time - wait_time``).
-Prints one JSON object and writes it to ``OUT/validation.json``.
+event``) on the same config and compares the time to round R. What the simulator does not
+model shows as the error: a real peer's per-round work besides its local steps (encoding,
+sending, receiving, decoding, mixing), reported as ``real_overhead_s`` (sync: the slow
+peer's mean ``round_time - compute_time - wait_time``; async: the fast peers' mean
+``round_time - compute_time``, as their pace sets the run's).
 
-Only sync mode: real peers have no ``--mode async`` yet.
+"Time to round R", the same definition for both sides:
+
+- ``--mode sync``: from the end of round 1 to the end of round R (each real peer's clock
+  starts at its own first round, so the staggered start-up is left out; the slowest peer's).
+- ``--mode async``: from when the peers together have done N rounds to when they together
+  have done N × R (the event simulator takes its async record of round R when the peers'
+  total passes N × R). The real peers' records are merged by their ``unix_time``. A real
+  async peer stops after ``rounds`` of its own rounds (the slow one earlier, once its
+  neighbours stopped), so the real run is given enough rounds for its total to pass N × R
+  (``rounds = ceil(N R / (N - 1 + 1/F)) + 3``).
+
+Prints one JSON object (with the load average before and after the runs) and writes it to
+``OUT/validation.json``.
 
 Usage::
 
-    python benchmarks/validate_event_sim.py --out DIR [--peers 8] [--rounds 50]
-        [--slowdown 4] [--step-time 0.02]
+    python benchmarks/validate_event_sim.py --out DIR [--mode sync|async] [--peers 8]
+        [--rounds 50] [--slowdown 4] [--step-time 0.02]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import statistics
 import subprocess
 import sys
@@ -48,40 +61,68 @@ def real_run(out: Path, config: dict) -> Path:
     return real
 
 
-def _collect(times: list[float]) -> Callable[[dict], None]:
-    return lambda record: times.append(record["time_s"])
+def _collect(records: list[dict]) -> Callable[[dict], None]:
+    return records.append
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _real_async_s(records: dict[int, list[dict]], n: int, rounds: int) -> float:
+    """Seconds from the peers' total of N rounds to their total of N × R (real run)."""
+    ends = sorted(r["unix_time"] for rs in records.values() for r in rs if not r.get("final"))
+    if len(ends) < n * rounds:
+        raise SystemExit(f"validate_event_sim: error: the real async run did only "
+                         f"{len(ends)} rounds in all, fewer than {n * rounds}")
+    return ends[n * rounds - 1] - ends[n - 1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--mode", choices=("sync", "async"), default="sync")
     parser.add_argument("--peers", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--slowdown", type=float, default=4.0)
     parser.add_argument("--step-time", type=float, default=0.02)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    config = dict(peers=args.peers, topology="ring", rounds=args.rounds,
-                  eval_every=args.rounds, slow_peers=1, slowdown=args.slowdown,
-                  step_time=args.step_time)
-    real = real_run(args.out, config)
+    n, rounds, sync = args.peers, args.rounds, args.mode == "sync"
+    config = dict(peers=n, topology="ring", rounds=rounds, eval_every=rounds, slow_peers=1,
+                  slowdown=args.slowdown, step_time=args.step_time)
+    if not sync:
+        config.update(rule="push_sum", mode="async")
+    load_before = _load()
+    real_rounds = rounds if sync else math.ceil(n * rounds / (n - 1 + 1 / args.slowdown)) + 3
+    real = real_run(args.out, {**config, "rounds": real_rounds, "eval_every": real_rounds})
     base = resolve({}, config)
     records = {i: [json.loads(line) for line in
                    (real / f"peer-{i:04d}.jsonl").read_text().splitlines()]
-               for i in range(args.peers)}
-    slow = [i for i in range(args.peers) if peer_speed(base, i) > 1]
-    overhead = statistics.mean(r["round_time"] - r["compute_time"] - r["wait_time"]
-                               for i in slow for r in records[i][1:])
-    real_s = max(rs[-1]["time"] - rs[0]["time"] for rs in records.values())
-    times: list[float] = []
+               for i in range(n)}
+    slow = [i for i in range(n) if peer_speed(base, i) > 1]
+    if sync:
+        overhead = statistics.mean(r["round_time"] - r["compute_time"] - r["wait_time"]
+                                   for i in slow for r in records[i][1:])
+        real_s = max(rs[-1]["time"] - rs[0]["time"] for rs in records.values())
+    else:
+        overhead = statistics.mean(r["round_time"] - r["compute_time"]
+                                   for i in range(n) if i not in slow
+                                   for r in records[i][1:] if not r.get("final"))
+        real_s = _real_async_s(records, n, rounds)
+    reports: list[dict] = []
     simulate(build_experiment(resolve({}, {**config, "engine": "event", "eval_every": 1})),
-             progress=False, on_eval=_collect(times))
-    predicted = times[-1] - times[0]
-    result = {"peers": args.peers, "topology": "ring", "rounds": args.rounds,
-              "slowdown": args.slowdown, "step_time_s": args.step_time, "mode": "sync",
-              "real_s": round(real_s, 3), "predicted_s": round(predicted, 3),
-              "error": round(predicted / real_s - 1, 3),
-              "real_overhead_s": round(overhead, 5)}
+             progress=False, on_eval=_collect(reports))
+    def reached(k: int) -> float:  # simulated seconds at the first record of round >= k
+        return next(r["time_s"] for r in reports if r["round"] >= k)
+
+    predicted = reached(rounds) - reached(1)
+    result = {"peers": n, "topology": "ring", "rounds": rounds, "mode": args.mode,
+              "slowdown": args.slowdown, "step_time_s": args.step_time,
+              "real_rounds": real_rounds, "real_s": round(real_s, 3),
+              "predicted_s": round(predicted, 3), "error": round(predicted / real_s - 1, 3),
+              "real_overhead_s": round(overhead, 5), "load_before": load_before,
+              "load_after": _load()}
     text = json.dumps(result)
     (args.out / "validation.json").write_text(text + "\n")
     print(text)

@@ -173,6 +173,10 @@ SLOWDOWN_KEYS = ("slow_peers", "slowdown", "stragglers", "step_time")
 """Event keys real peers honour too: a slow peer sleeps to stretch its compute (and, with
 ``step_time``, every peer pads its local steps to that many seconds each)."""
 
+PEER_EVENT_KEYS = (*SLOWDOWN_KEYS, "mode", "local_time", "max_staleness")
+"""Event keys real peers honour (docs/peers.md): the slowdown keys, ``mode`` (``async``: no
+round barrier), ``local_time`` (time-budgeted local work) and ``max_staleness``."""
+
 
 def _default(key: str) -> Any:
     field = FIELDS[key]
@@ -187,7 +191,7 @@ def check_driver(config: Config, driver: str) -> None:
     Args:
         config: a resolved config.
         driver: ``"sim"`` (``gossip sim``: the round engine models none of the event keys)
-            or ``"peers"`` (real peers: only ``SLOWDOWN_KEYS``).
+            or ``"peers"`` (real peers: only ``PEER_EVENT_KEYS``).
 
     Raises:
         ConfigError: naming the first such key and what to do.
@@ -203,7 +207,7 @@ def check_driver(config: Config, driver: str) -> None:
     if driver == "peers":
         if config.engine != "round":
             raise ConfigError("engine is gossip sim's; real peers run in real time")
-        changed = [k for k in changed if k not in SLOWDOWN_KEYS]
+        changed = [k for k in changed if k not in PEER_EVENT_KEYS]
         if changed:
             raise ConfigError(f"--{changed[0].replace('_', '-')} ({changed[0]}): real peers do "
                               "not have it yet; the event simulator does (gossip sim "
@@ -335,7 +339,8 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "or off"),
     ("--engine", "engine", str, "simulator: round (vectorised rounds) or event (simulated "
                                 "time: speeds, links, drops; docs/simulator.md)"),
-    ("--mode", "mode", str, "sync (rounds) or async (no rounds; rule push_sum; event engine)"),
+    ("--mode", "mode", str, "sync (rounds) or async (no round barrier; rule push_sum on a "
+                            "static topology)"),
     ("--local-time", "local_time", float,
      "time-budgeted local work: as many local steps as fit in S seconds per round, at "
      "least one (0: --local-steps)"),
@@ -439,7 +444,7 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] =
     run.add_argument("--config", metavar="FILE", help="TOML config file (default: none)")
     for flag, key, typ, help_ in _FLAGS:
         if key in exclude or (key in PEER_KEYS and peers is None) or (
-                key in EVENT_KEYS and key not in SLOWDOWN_KEYS and command != "sim"):
+                key in EVENT_KEYS and key not in PEER_EVENT_KEYS and command != "sim"):
             continue
         group = peers if key in PEER_KEYS else run
         group.add_argument(flag, dest=key, type=typ, default=None,

@@ -118,6 +118,11 @@ class PeerRound(NamedTuple):
             Last, the rule gets this round's key (``rule.draw``): what it draws at random
             for its next message (``rand_k``'s indices) differs per peer and round.
         adopt: ``adopt(state, params) -> state``: take a neighbour's parameters (catch-up).
+        absorb: ``absorb(state, payloads, weights) -> state``: the mix of a peer that has
+            stopped sending (the end of an asynchronous run): it takes in the K payloads
+            (leaves (K, ...)) with their weights (K,) and keeps its own share whole (self
+            weight 1), since it pushes nothing more. A running-sum rule thus takes in the
+            neighbours' last running sums and the total mass stays exact.
     """
 
     early: Callable[[PeerState], Payload | None]
@@ -126,6 +131,7 @@ class PeerRound(NamedTuple):
     begin: Callable[[PeerState, Shard, jax.Array], tuple[Payload, Pending, jax.Array]]
     finish: Callable[[Pending, Payload, jax.Array, jax.Array], PeerState]
     adopt: Callable[[PeerState, Params], PeerState]
+    absorb: Callable[[PeerState, Payload, jax.Array], PeerState]
 
 
 def finite(tree: Any) -> jax.Array:
@@ -205,4 +211,9 @@ def make_peer_round(rule: GossipRule, local_round: LocalRound) -> PeerRound:
     def adopt(state: PeerState, params: Params) -> PeerState:
         return PeerState(params, state.opt_state, rule.rebase(params, state.rule_state))
 
-    return PeerRound(early, local, message, begin, finish, adopt)
+    def absorb(state: PeerState, payloads: Payload, weights: jax.Array) -> PeerState:
+        params, rule_state = rule.mix(state.params, state.rule_state, payloads, weights,
+                                      jnp.ones((), jnp.float32))
+        return PeerState(params, state.opt_state, rule_state)
+
+    return PeerRound(early, local, message, begin, finish, adopt, absorb)

@@ -275,3 +275,34 @@ def test_any_frames_are_filed_or_counted_once_and_never_raise(frames):
         return
     if msg.kind in ("gossip", "state"):
         assert counted == 1  # filed (received) or dropped under one reason
+
+
+def test_async_mode_keeps_the_newest_message_per_in_neighbour(inbox):
+    inbox.go_async({1, 3}, final_round=10)
+    send(inbox, 1, 0, value=1.0)
+    send(inbox, 1, 2, value=3.0)  # replaces round 0 (its running sum carries round 0's)
+    send(inbox, 1, 1, value=2.0)  # older than the one held: stale
+    send(inbox, 2, 0)  # not an in-neighbour
+    send(inbox, 3, 11)  # past the run's rounds
+    got = inbox.take_latest(1)
+    assert list(got) == [1] and got[1][0] == 2 and got[1][1]["w"][0] == 3.0
+    assert inbox.take_latest(2) == {} and inbox.current == 2
+    send(inbox, 1, 2)  # a round already taken (a sender resumed from a checkpoint): stale
+    send(inbox, 3, 10)  # round == rounds: peer 3's last message
+    c = inbox.counters
+    assert (c.messages_superseded, c.messages_stale, c.rejected_not_neighbour,
+            c.rejected_implausible, c.messages_received) == (1, 2, 1, 1, 3)
+    assert inbox.finished == {3}
+    inbox.wait_latest({1, 3}, timeout=5.0)  # returns at once: a message is held
+    assert list(inbox.take_latest(3)) == [3]
+
+
+def test_async_wait_latest_ends_when_every_sender_finished_or_left(inbox):
+    inbox.go_async({1, 3}, final_round=10)
+    send(inbox, 3, 10)
+    inbox.take_latest(1)
+    send(inbox, 1, 4, kind="bye")
+    begin = time.monotonic()
+    inbox.wait_latest({1, 3}, timeout=30.0)  # 3 finished, 1 left: nothing to wait for
+    inbox.wait_left({1}, timeout=30.0)
+    assert time.monotonic() - begin < 20.0  # neither wait ran to its timeout

@@ -22,3 +22,13 @@ def test_choco_fails_on_a_lost_or_rejected_message_and_dpsgd_tolerates_it():
         why = run_failure({**CLEAN, **lost}, choco)
         assert why is not None and "'choco' needs every message" in why
         assert run_failure({**CLEAN, **lost}, make_rule("dpsgd")) is None
+
+
+def test_an_async_peer_fails_when_push_sum_mass_was_lost():
+    rule = make_rule("push_sum")
+    done = {**CLEAN, "mass": 0.9, "final_missing": 0, "final_unsent": 0}
+    assert run_failure(done, rule) is None
+    for lost in ({"final_missing": 1}, {"final_unsent": 2}):
+        why = run_failure({**done, **lost}, rule)
+        assert why is not None and "mass was lost" in why
+    assert "not positive" in run_failure({**done, "mass": 0.0}, rule)

@@ -71,6 +71,7 @@ def test_a_slowed_peer_stretches_its_compute_time():
     # slowdown times what the steps took, or the set step time times H times the slowdown.
     peer = Peer.__new__(Peer)
     peer.task = SimpleNamespace(rule=SimpleNamespace(local_steps=2))
+    peer.h = 2  # local steps per round
     peer.options = PeerOptions(addresses=[], out_dir=Path("."), speed=4.0)
     assert peer._stretch(0.0) == 0.0  # nothing to stretch: no sleep
     peer.options = PeerOptions(addresses=[], out_dir=Path("."), speed=1.0)

@@ -167,3 +167,38 @@ def test_push_sum_on_least_squares_reaches_the_level_of_dpsgd_on_an_undirected_g
     assert reference < 0.06
     for topology in ("star", "epidemic"):
         assert _opt_distance(topology, "push_sum") < 1.2 * reference, topology
+
+
+def test_absorb_takes_in_the_last_running_sums_and_keeps_the_mass_exact():
+    # Two peers pushing half of their mass to each other (running-sum push-sum), then
+    # stopping: each takes in the other's last running sum with absorb (self weight 1, no
+    # push). The masses sum to 2 and each peer holds the exact average of x.
+    from gossip.rules.running_sum import running_push_sum
+
+    rule = running_push_sum(slots=1)
+    peer_round = make_peer_round(rule, make_local_round(
+        make_local_step(quadratic, optax.sgd(0.0)), 4, 1))
+    shard = Shard(jnp.zeros((4, 1)), jnp.zeros((4,)), jnp.asarray(4, jnp.int32))
+    states = []
+    for x in (1.0, 4.0):
+        params = {"x": jnp.asarray(x)}
+        states.append(PeerState(params, optax.sgd(0.0).init(params), rule.init(params)))
+    half = jnp.asarray([0.5])
+    msgs = []
+    for _ in range(3):  # rounds: both step, send, and mix the other's message
+        begun = [peer_round.begin(s, shard, jax.random.key(0)) for s in states]
+        msgs = [m for m, _, _ in begun]
+        states = [peer_round.finish(p, jax.tree.map(lambda a: a[None], msgs[1 - i]), half,
+                                    jnp.asarray(0.5), jnp.asarray(0.0))
+                  for i, (_, p, _) in enumerate(begun)]
+    # the last round's messages were mixed; one more round's are pushed but not mixed yet
+    begun = [peer_round.begin(s, shard, jax.random.key(0)) for s in states]
+    states = [peer_round.finish(p, jax.tree.map(lambda a: a[None], msgs[1 - i]),
+                                jnp.asarray([0.0]), jnp.asarray(0.5), jnp.asarray(0.0))
+              for i, (_, p, _) in enumerate(begun)]
+    last = [m for m, _, _ in begun]
+    ended = [peer_round.absorb(s, jax.tree.map(lambda a: a[None], last[1 - i]), half)
+             for i, s in enumerate(states)]
+    assert sum(float(s.rule_state.weight) for s in ended) == pytest.approx(2.0, abs=1e-6)
+    for s in ended:
+        np.testing.assert_allclose(s.params["x"], 2.5, rtol=1e-6)

@@ -53,6 +53,7 @@ def run_peer_command(args: argparse.Namespace) -> int:
     from gossip.launch.compile_cache import cache_dir, enable_compile_cache
     from gossip.launch.environment import peer_identity
     from gossip.launch.peer_task import build_peer_task, peer_options, peer_speed, run_digest
+    from gossip.peer.asynchronous import AsyncPeer
     from gossip.peer.checkpoint import CheckpointError
     from gossip.peer.runtime import Peer
     from gossip.wire import KeyFileError, load_keys
@@ -76,7 +77,8 @@ def run_peer_command(args: argparse.Namespace) -> int:
     if args.watch_stdin:
         _stop_at_stdin_eof()
     try:
-        last = Peer(task, options).run(on_round=_print_record if args.stream_metrics else None)
+        peer = (AsyncPeer if options.mode == "async" else Peer)(task, options)
+        last = peer.run(on_round=_print_record if args.stream_metrics else None)
     except (OSError, CheckpointError) as e:
         logging.getLogger("gossip.peer").error("%s", e)
         return 1
@@ -105,8 +107,15 @@ def run_failure(last: dict[str, Any], rule: GossipRule) -> str | None:
     """
     if not last.get("params_finite", True):
         return "the parameters are not finite at the end of the run (NaN or Inf)"
+    if last.get("final_missing") or last.get("final_unsent"):
+        return (f"async: {last.get('final_missing', 0)} in-neighbour(s) stopped without their "
+                f"last message reaching this peer, and {last.get('final_unsent', 0)} "
+                "out-neighbour(s) could not be sent this peer's last message: push-sum mass "
+                "was lost (the peers' weights no longer sum to N)")
+    if "mass" in last and not last["mass"] > 0:
+        return f"async: this peer's push-sum weight is {last['mass']}, not positive"
     lost = last.get("messages_missing", 0) + last.get("messages_rejected", 0)
-    if rule.static and lost:
+    if rule.static and "async" not in rule.modes and lost:
         return (f"rule {rule.name!r} needs every message, and {lost} went missing or were "
                 "rejected: its copies of the neighbours' public parameters are out of sync "
                 "(a longer --round-deadline, or a rule that tolerates losses)")

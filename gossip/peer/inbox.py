@@ -28,7 +28,7 @@ from typing import Any
 
 import jax
 
-from gossip.peer.membership import Membership
+from gossip.peer.membership import SPEEDUP, Membership
 from gossip.peer.throttle import Throttle
 from gossip.wire import (
     PAYLOAD_KINDS,
@@ -94,6 +94,7 @@ class Counters:
     catch_up_failures: int = 0
     mixes_discarded: int = 0
     local_divergences: int = 0
+    messages_superseded: int = 0
 
     def reject(self, reason: str) -> None:
         """Counts one rejected message under ``reason`` (a key of ``REJECTIONS``)."""
@@ -150,6 +151,30 @@ class Inbox:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gossip-receiver", daemon=True)
         self.error: BaseException | None = None
+        # Asynchronous mode (``go_async``): the newest message per sender, not per round.
+        self._async_senders: frozenset[int] | None = None
+        self._final_round = 0
+        self._latest: dict[int, tuple[int, Any]] = {}  # sender -> (round, payload)
+        self._taken: dict[int, int] = {}  # sender -> round of the newest message taken
+        self.finished: set[int] = set()  # senders whose final message arrived
+
+    def go_async(self, senders: Iterable[int], final_round: int) -> None:
+        """Switches to asynchronous mode (no rounds, ``gossip.peer.asynchronous``).
+
+        A gossip message from a peer of ``senders`` (the static in-neighbours) is kept as
+        that sender's newest until the main thread takes it (``take_latest``): a newer one
+        replaces it (``messages_superseded``: a running sum carries what it replaced), an
+        older one than a message already taken is dropped (``messages_stale``: a sender
+        restarted from a checkpoint repeats rounds). A message with round ``final_round``
+        is the sender's last (``finished``); a round above it is refused (implausible).
+        The payload throttle allows ``2 * SPEEDUP`` messages per round of this peer, as a
+        neighbour may step that much faster.
+        """
+        with self._cond:
+            self._async_senders = frozenset(senders)
+            self._final_round = final_round
+            self.throttles[True] = Throttle(rate=self.throttles[True].rate, burst=4 * SPEEDUP,
+                                            per_round=2 * SPEEDUP)
 
     # -- receiving thread ---------------------------------------------------------------------
 
@@ -250,6 +275,8 @@ class Inbox:
         where = f"from peer {msg.sender}, round {msg.round}"
         if msg.kind == "bye":
             self.members.left(msg.sender)
+        elif msg.kind == "gossip" and self._async_senders is not None:
+            self._file_latest(msg)
         elif msg.kind == "gossip":
             self._file(msg)
         elif msg.kind == "state":
@@ -288,6 +315,57 @@ class Inbox:
         self.counters.messages_received += 1
         self.counters.bytes_received += msg.payload_bytes
         self.counters.header_bytes_received += msg.header_bytes
+
+    def _file_latest(self, msg: Message) -> None:
+        """Asynchronous mode: keeps ``msg`` as its sender's newest message (``go_async``)."""
+        where = f"from peer {msg.sender}, round {msg.round}"
+        if msg.sender not in self._async_senders:
+            self._reject("not_neighbour", f"{where}: not an in-neighbour")
+            return
+        if msg.round > self._final_round:
+            self._reject("implausible", f"{where}: past the run's {self._final_round} rounds")
+            return
+        self.members.heard(msg.sender, msg.round, current=False, at=self.current)
+        held = self._latest.get(msg.sender)
+        newest = max(self._taken.get(msg.sender, -1), held[0] if held else -1)
+        if msg.round <= newest:
+            self.counters.messages_stale += 1
+            log.info("message %s is not newer than round %d, already had: dropped", where,
+                     newest)
+            return
+        if held is not None:
+            self.counters.messages_superseded += 1
+        self._latest[msg.sender] = (msg.round, msg.payload)
+        if msg.round == self._final_round:
+            self.finished.add(msg.sender)
+        self.counters.messages_received += 1
+        self.counters.bytes_received += msg.payload_bytes
+        self.counters.header_bytes_received += msg.header_bytes
+
+    def take_latest(self, current: int) -> dict[int, tuple[int, Any]]:
+        """Asynchronous mode: the newest message of each sender since the last call, as
+        ``{sender: (round, payload)}``; this peer is now in round ``current`` (heartbeats
+        say so, and the throttle refills)."""
+        with self._cond:
+            latest, self._latest = self._latest, {}
+            self._taken.update({j: r for j, (r, _) in latest.items()})
+            self.current = current
+            self.throttles[True].new_round()
+            self._raise()
+            return latest
+
+    def wait_latest(self, senders: set[int], timeout: float) -> None:
+        """Asynchronous mode: waits until a message is held, or every peer of ``senders``
+        has finished or is gone (dead, or said bye), or ``timeout`` seconds."""
+        with self._cond:
+            self._wait(lambda: bool(self._latest) or all(
+                j in self.finished or not self.members.alive(j) for j in senders), timeout)
+
+    def wait_left(self, peers: set[int], timeout: float) -> None:
+        """Waits until no peer of ``peers`` is alive (each said bye, or went silent), or
+        ``timeout`` seconds."""
+        with self._cond:
+            self._wait(lambda: not any(self.members.alive(j) for j in peers), timeout)
 
     def _take_state(self, msg: Message) -> None:
         where = f"from peer {msg.sender}, round {msg.round}"

@@ -40,6 +40,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -72,10 +73,9 @@ log = logging.getLogger("gossip.peer")
 class _Compiled:
     """The peer's jitted functions, compiled once before the first round."""
 
-    def __init__(self, task: PeerTask) -> None:
+    def __init__(self, task: PeerTask, steps: int) -> None:
         peer_round = make_peer_round(task.rule, make_local_round(
-            make_local_step(task.loss_fn, task.optimizer), task.batch_size,
-            task.rule.local_steps))
+            make_local_step(task.loss_fn, task.optimizer), task.batch_size, steps))
         self.early = jax.jit(peer_round.early)
         self.local = jax.jit(peer_round.local)
         self.message = jax.jit(peer_round.message)
@@ -83,6 +83,7 @@ class _Compiled:
         # Jitted too, so a caught-up state is made of the same kind of arrays as a round's
         # (a state of host-made arrays would compile keep_finite and local again).
         self.adopt = jax.jit(peer_round.adopt)
+        self.absorb = jax.jit(peer_round.absorb)
         # jax.jit of one module-level function is one cache shared by every peer in the
         # process; a partial gives this peer a cache of its own (compile-once is per peer).
         self.finite = jax.jit(functools.partial(finite))
@@ -98,6 +99,18 @@ class _Compiled:
         return stack_aligned(messages)
 
 
+MAX_BUDGET_STEPS = 4096  # the most local steps a time-budgeted round takes (event_sim's cap)
+_MEASURE_RUNS = 7
+
+
+def budget_steps(step_seconds: float, local_time: float, max_steps: int = MAX_BUDGET_STEPS
+                 ) -> int:
+    """Local steps of a time-budgeted round: as many as fit in ``local_time`` seconds at
+    ``step_seconds`` a step, in [1, max_steps] (the event simulator's
+    ``gossip.sim.events.budget_steps``, for one peer)."""
+    return int(min(max(1, math.floor(local_time / step_seconds + 1e-9)), max_steps))
+
+
 class Peer:
     """One peer process's state and round loop.
 
@@ -110,9 +123,16 @@ class Peer:
         self.task, self.options = task, options
         self.i = task.peer_id
         self.n = task.topology.n
-        self.fn = _Compiled(task)
         params = jax.tree.map(jnp.asarray, task.params)
         self.state = PeerState(params, task.optimizer.init(params), task.rule.init(params))
+        self.shard = Shard(jnp.asarray(task.x), jnp.asarray(task.y),
+                           jnp.asarray(len(task.x), jnp.int32))
+        # Local steps per round: the rule's H, or as many as fit in local_time (fixed at start).
+        self.h = task.rule.local_steps
+        if options.local_time > 0:
+            step_s = options.speed * (options.step_time or self._measure_step_time())
+            self.h = budget_steps(step_s, options.local_time)
+        self.fn = _Compiled(task, self.h)
         # A rule with a payload check (compressed messages) validates what arrives against
         # its operator's declared fields, besides the template's leaf checks.
         check = (None if task.rule.check is None
@@ -121,8 +141,6 @@ class Peer:
             jax.eval_shape(task.rule.message, params, self.state.rule_state), check)
         self.params_template: Template = make_template(params)
         self.counters = Counters()
-        self.shard = Shard(jnp.asarray(task.x), jnp.asarray(task.y),
-                           jnp.asarray(len(task.x), jnp.int32))
         self.x_test, self.y_test = jnp.asarray(task.x_test), jnp.asarray(task.y_test)
         self.transport: Transport | None = None
         self.inbox: Inbox | None = None
@@ -137,6 +155,21 @@ class Peer:
         self._received: tuple[list[Any], list[float]] = ([], [])
         # Seconds of the last round's stages: local steps, encode + send, finish (stack + mix).
         self.stage_times = {"compute_time": 0.0, "send_time": 0.0, "mix_time": 0.0}
+
+    def _measure_step_time(self) -> float:
+        """Seconds of one local step of this peer, compiled (median of a few runs), as the
+        event simulator measures its base step time."""
+        one = jax.jit(make_local_round(make_local_step(self.task.loss_fn, self.task.optimizer),
+                                       self.task.batch_size, 1))
+        args = (self.state.params, self.state.opt_state, self.shard.x, self.shard.y,
+                self.shard.size, jax.random.key(0))
+        jax.block_until_ready(one(*args))
+        times = []
+        for _ in range(_MEASURE_RUNS):
+            begin = time.perf_counter()
+            jax.block_until_ready(one(*args))
+            times.append(time.perf_counter() - begin)
+        return float(np.median(times))
 
     # -- topology -----------------------------------------------------------------------------
 
@@ -197,7 +230,7 @@ class Peer:
         members = Membership(opts.heartbeat_timeout, opts.catchup_after, rounds=self.task.rounds)
         self.inbox = Inbox(self.transport, self.template, self.n, opts.max_ahead,
                            self.counters, members, self.params_template, opts.heartbeat_interval)
-        self.inbox.jump(start, self._expected(start, start + opts.max_ahead + 1))
+        self._prepare_inbox(start)
         self.inbox.publish(start, self.params)
         clean = False
         try:
@@ -213,6 +246,10 @@ class Peer:
             self.transport.close(linger_ms=1000 if clean else 0)
         self._save_params()
         return record
+
+    def _prepare_inbox(self, start: int) -> None:
+        """Before the receiving thread starts: what the inbox accepts from round ``start``."""
+        self.inbox.jump(start, self._expected(start, start + self.options.max_ahead + 1))
 
     @property
     def params(self) -> Any:
@@ -486,8 +523,7 @@ class Peer:
             The stretched compute time (seconds).
         """
         opts = self.options
-        target = opts.speed * (opts.step_time * self.task.rule.local_steps
-                               if opts.step_time > 0 else computed)
+        target = opts.speed * (opts.step_time * self.h if opts.step_time > 0 else computed)
         if target > computed:
             time.sleep(target - computed)
         return max(target, computed)
@@ -510,7 +546,7 @@ class Peer:
                 ) -> dict[str, Any]:
         task = self.task
         record: dict[str, Any] = {
-            "peer": self.i, "round": t + 1, "step": (t + 1) * task.rule.local_steps,
+            "peer": self.i, "round": t + 1, "step": (t + 1) * self.h,
             "time": round(elapsed, 4), "round_time": round(round_time, 4),
             "wait_time": round(wait, 4),
             **{name: round(seconds, 4) for name, seconds in self.stage_times.items()},

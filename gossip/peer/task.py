@@ -101,6 +101,13 @@ class PeerOptions:
         step_time: > 0: after its local steps a peer sleeps until they took ``step_time *
             H * speed`` seconds (if they took less): a compute time set by the config, as
             the event simulator's ``step_time``. 0: ``speed`` times their real duration.
+        mode: ``"sync"`` (rounds with a barrier) or ``"async"`` (no barrier: each peer
+            steps, pushes and mixes what has arrived; ``gossip.peer.asynchronous``).
+        local_time: > 0: time-budgeted local work: each round runs as many local steps as
+            fit in ``local_time`` seconds (at ``step_time * speed`` seconds a step, or the
+            step time measured at start-up times ``speed``), at least one. 0: H steps.
+        max_staleness: async: a message more than this many of the receiver's rounds old
+            is not mixed (counted in ``messages_stale``); 0: any age.
     """
 
     addresses: list[str]
@@ -120,3 +127,6 @@ class PeerOptions:
     keys: CurveKeys | None = None
     speed: float = 1.0
     step_time: float = _RUN.step_time
+    mode: str = _RUN.mode
+    local_time: float = _RUN.local_time
+    max_staleness: int = _RUN.max_staleness
