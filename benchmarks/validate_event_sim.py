@@ -16,8 +16,11 @@ peer's mean ``round_time - compute_time - wait_time``; async: the fast peers' me
   starts at its own first round, so the staggered start-up is left out; the slowest peer's).
 - ``--mode async``: from when the peers together have done N rounds to when they together
   have done N × R (the event simulator takes its async record of round R when the peers'
-  total passes N × R). The real peers' records are merged by their ``unix_time``. A real
-  async peer stops after ``rounds`` of its own rounds (the slow one earlier, once its
+  total passes N × R). Each real peer's rounds are placed on its own clock (``time``:
+  seconds since its first round started), as the simulator starts every peer at 0: an async
+  peer waits for nobody, so its pace does not depend on when the others started, and the
+  staggered start-up (a second or more on a loaded machine) is left out as in sync mode. A
+  real async peer stops after ``rounds`` of its own rounds (the slow one earlier, once its
   neighbours stopped), so the real run is given enough rounds for its total to pass N × R
   (``rounds = ceil(N R / (N - 1 + 1/F)) + 3``).
 
@@ -71,7 +74,7 @@ def _load() -> list[float]:
 
 def _real_async_s(records: dict[int, list[dict]], n: int, rounds: int) -> float:
     """Seconds from the peers' total of N rounds to their total of N × R (real run)."""
-    ends = sorted(r["unix_time"] for rs in records.values() for r in rs if not r.get("final"))
+    ends = sorted(r["time"] for rs in records.values() for r in rs if not r.get("final"))
     if len(ends) < n * rounds:
         raise SystemExit(f"validate_event_sim: error: the real async run did only "
                          f"{len(ends)} rounds in all, fewer than {n * rounds}")

@@ -72,7 +72,7 @@ def test_async_records_say_what_was_mixed_and_when(async_run):
         assert [r["round"] for r in rounds] == list(range(1, len(rounds) + 1))
         assert all(r["staleness_max"] >= r["staleness_mean"] >= 0 for r in rounds)
         assert all(r["messages_mixed"] <= 2 for r in rounds)  # a ring: two in-neighbours
-        times = [r["unix_time"] for r in rs]
+        times = [r["time"] for r in rs]
         assert times == sorted(times)
         assert rs[-1]["messages_stale"] == 0  # no --max-staleness: any age is mixed
     assert sum(r["messages_mixed"] for rs in _peers(async_run).values() for r in rs) > 0

@@ -228,7 +228,6 @@ class AsyncPeer(Peer):
     def _async_record(self, c: int, loss: float, elapsed: float, round_time: float,
                       staleness: list[int], final: bool) -> dict[str, Any]:
         record = self._record(c, loss, elapsed, round_time, 0.0)
-        record["unix_time"] = round(time.time(), 4)
         record["staleness_mean"] = float(np.mean(staleness)) if staleness else 0.0
         record["staleness_max"] = int(max(staleness)) if staleness else 0
         record["messages_mixed"] = len(staleness)
