@@ -118,7 +118,10 @@ class AsyncPeer(Peer):
                     self._good = self.state
                     begin = time.perf_counter()
                     msg = self._last_msg = fn.message(pending, None)
-                    sent = self._send_message(task.rounds if last else c, msg, receivers)
+                    # The last message goes to every receiver that has not left, even
+                    # one that looks dead now: without it, that receiver's mass is short.
+                    sent = self._send_message(task.rounds if last else c, msg, receivers,
+                                              live_only=not last)
                     if last:
                         self.final_unsent = len(receivers - sent)
                     times["send_time"] = time.perf_counter() - begin
