@@ -20,9 +20,10 @@ peer's mean ``round_time - compute_time - wait_time``; async: the fast peers' me
   seconds since its first round started), as the simulator starts every peer at 0: an async
   peer waits for nobody, so its pace does not depend on when the others started, and the
   staggered start-up (a second or more on a loaded machine) is left out as in sync mode. A
-  real async peer stops after ``rounds`` of its own rounds (the slow one earlier, once its
-  neighbours stopped), so the real run is given enough rounds for its total to pass N × R
-  (``rounds = ceil(N R / (N - 1 + 1/F)) + 3``).
+  real async peer stops after ``rounds`` of its own rounds, or earlier once its
+  in-neighbours stopped (the slow one, and a peer that started late), so the real run is
+  given twice the rounds its total needs to pass N × R (``rounds = 2 ceil(N R / (N - 1 +
+  1/F))``): no peer stops before the window ends (``stopped_in_window`` says if one did).
 
 Prints one JSON object (with the load average before and after the runs) and writes it to
 ``OUT/validation.json``.
@@ -72,13 +73,16 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def _real_async_s(records: dict[int, list[dict]], n: int, rounds: int) -> float:
-    """Seconds from the peers' total of N rounds to their total of N × R (real run)."""
-    ends = sorted(r["time"] for rs in records.values() for r in rs if not r.get("final"))
+def _real_async_s(records: dict[int, list[dict]], n: int, rounds: int) -> tuple[float, bool]:
+    """Seconds from the peers' total of N rounds to their total of N × R (real run), on
+    each peer's own clock; and whether a peer stopped before that."""
+    ran = {i: [r["time"] for r in rs if not r.get("final")] for i, rs in records.items()}
+    ends = sorted(t for times in ran.values() for t in times)
     if len(ends) < n * rounds:
         raise SystemExit(f"validate_event_sim: error: the real async run did only "
                          f"{len(ends)} rounds in all, fewer than {n * rounds}")
-    return ends[n * rounds - 1] - ends[n - 1]
+    end = ends[n * rounds - 1]
+    return end - ends[n - 1], any(times[-1] < end for times in ran.values())
 
 
 def main() -> None:
@@ -97,7 +101,7 @@ def main() -> None:
     if not sync:
         config.update(rule="push_sum", mode="async")
     load_before = _load()
-    real_rounds = rounds if sync else math.ceil(n * rounds / (n - 1 + 1 / args.slowdown)) + 3
+    real_rounds = rounds if sync else 2 * math.ceil(n * rounds / (n - 1 + 1 / args.slowdown))
     real = real_run(args.out, {**config, "rounds": real_rounds, "eval_every": real_rounds})
     base = resolve({}, config)
     records = {i: [json.loads(line) for line in
@@ -108,11 +112,12 @@ def main() -> None:
         overhead = statistics.mean(r["round_time"] - r["compute_time"] - r["wait_time"]
                                    for i in slow for r in records[i][1:])
         real_s = max(rs[-1]["time"] - rs[0]["time"] for rs in records.values())
+        stopped = False
     else:
         overhead = statistics.mean(r["round_time"] - r["compute_time"]
                                    for i in range(n) if i not in slow
                                    for r in records[i][1:] if not r.get("final"))
-        real_s = _real_async_s(records, n, rounds)
+        real_s, stopped = _real_async_s(records, n, rounds)
     reports: list[dict] = []
     simulate(build_experiment(resolve({}, {**config, "engine": "event", "eval_every": 1})),
              progress=False, on_eval=_collect(reports))
@@ -124,7 +129,8 @@ def main() -> None:
               "slowdown": args.slowdown, "step_time_s": args.step_time,
               "real_rounds": real_rounds, "real_s": round(real_s, 3),
               "predicted_s": round(predicted, 3), "error": round(predicted / real_s - 1, 3),
-              "real_overhead_s": round(overhead, 5), "load_before": load_before,
+              "real_overhead_s": round(overhead, 5), "stopped_in_window": stopped,
+              "load_before": load_before,
               "load_after": _load()}
     text = json.dumps(result)
     (args.out / "validation.json").write_text(text + "\n")
