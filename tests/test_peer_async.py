@@ -5,18 +5,22 @@ peer 4x slower); a time-budgeted run of three peers in threads; the local-step b
 against the event simulator's; bad input.
 """
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import threading
 
 import numpy as np
 import pytest
-from peer_utils import FAST, gossip_cmd, processes_mentioning, records, started
+from peer_utils import FAST, gossip_cmd, processes_mentioning, records, started, wait_for
 
 from gossip.cli import main
 from gossip.config import resolve
 from gossip.launch.local import free_ports
 from gossip.launch.peer_task import build_peer_task, peer_speed, run_digest
+from gossip.peer.asynchronous import AsyncPeer
 from gossip.peer.runtime import Peer, PeerOptions, budget_steps
 from gossip.sim.events import budget_steps as event_budget_steps
 
@@ -138,3 +142,62 @@ def test_gossip_peer_refuses_async_with_a_rule_that_has_no_async_mode(tmp_path):
     assert run.stderr.strip() == ("gossip: error: rule 'dpsgd' has no asynchronous mode; "
                                   "--mode async works with rule push_sum (and no --compress "
                                   "or --outer-optimizer)")
+
+
+def test_an_async_peer_killed_mid_run_resumes_and_the_mass_stays_exact(tmp_path):
+    # Three async peers (every one the others' neighbour), checkpoints every 5 rounds; peer
+    # 1 is killed after round 8 and restarted with --resume. Its checkpoint holds its running
+    # sums, so the peers' weights still sum to 3 at the end, and every peer exits 0.
+    out = tmp_path / "run"
+    addresses = ",".join(f"tcp://127.0.0.1:{p}" for p in free_ports(3))
+    common = ["--peers", addresses, "--out", str(out), "--rule", "push_sum", "--mode",
+              "async", "--rounds", "30", "--step-time", "0.1", "--checkpoint-every", "5",
+              "--round-deadline", "300", "--heartbeat-timeout", "2", *FAST]
+    path = [out / f"peer-{i:04d}.jsonl" for i in range(3)]
+    with contextlib.ExitStack() as stack:
+        procs = [stack.enter_context(started(gossip_cmd("peer", "--id", str(i), *common),
+                                             tmp_path / f"{i}.log")) for i in range(3)]
+        wait_for(lambda: len(records(path[1])) >= 8, 240, "round 8 of peer 1")
+        os.kill(procs[1].pid, signal.SIGKILL)
+        procs[1].wait()
+        resumed = stack.enter_context(started(
+            gossip_cmd("peer", "--id", "1", "--resume", *common), tmp_path / "resumed.log"))
+        for i in (0, 2):
+            assert procs[i].wait(timeout=300) == 0, (tmp_path / f"{i}.log").read_text()[-2000:]
+        assert resumed.wait(timeout=300) == 0, (tmp_path / "resumed.log").read_text()[-2000:]
+    assert processes_mentioning(str(out)) == []
+    assert "resumed from" in (tmp_path / "resumed.log").read_text()
+    last = [records(p)[-1] for p in path]
+    assert all(r["final"] and r["final_missing"] == 0 and r["params_finite"] for r in last)
+    assert sum(r["mass"] for r in last) == pytest.approx(3.0, abs=1e-4)
+
+
+def test_async_peers_whose_local_steps_diverge_still_gossip_and_keep_the_mass(tmp_path):
+    # Two async peers in threads with a learning rate that overflows every local step: each
+    # round only gossips (no local step), the parameters stay finite, the mass stays 2, and
+    # the jitted mix and message compile once.
+    config = resolve({}, {"peers": 2, "rounds": 4, "eval_every": 4, "rule": "push_sum",
+                          "mode": "async", "lr": 1e38, "model_options": {"hidden": [8]},
+                          "round_deadline": 60.0})
+    addresses = [f"tcp://127.0.0.1:{p}" for p in free_ports(2)]
+    peers = [AsyncPeer(build_peer_task(config, i), PeerOptions(
+        addresses, tmp_path, run_digest=run_digest(config), mode="async",
+        checkpoint_every=0)) for i in range(2)]
+    results: dict[int, dict] = {}
+    threads = [threading.Thread(target=lambda p=p: results.__setitem__(p.i, p.run()))
+               for p in peers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    assert sorted(results) == [0, 1]
+    assert sum(results[i]["mass"] for i in range(2)) == pytest.approx(2.0, abs=1e-5)
+    for peer in peers:
+        rec = records(tmp_path / f"peer-{peer.i:04d}.jsonl")
+        # rounds 1..k (k < 4 when its neighbour stopped first), then the final record
+        rounds = [r["round"] for r in rec]
+        assert rounds == [*range(1, len(rec)), len(rec) - 1] and rec[-1]["final"]
+        assert all(np.isnan(r["loss"]) and r["params_finite"] for r in rec)
+        assert rec[-1]["local_divergences"] >= len(rec) - 1 and rec[-1]["final_missing"] == 0
+        for fn in (peer.fn.message, peer.fn.finish, peer.fn.absorb):
+            assert fn._cache_size() == 1

@@ -110,25 +110,27 @@ class AsyncPeer(Peer):
                 last = c + 1 >= task.rounds or senders <= self.inbox.finished
                 if out is None:
                     log.warning("round %d: the local steps are not finite from the last "
-                                "finite state either: this round neither sends nor mixes", c)
-                    loss, stale = float("nan"), []
-                    self.inbox.take_latest(c + 1)
+                                "finite state either: this round only gossips", c)
+                    # No local step (steps = 0): the round still pushes and mixes, so the
+                    # running sums go on (and a last message goes out).
+                    pending, loss = fn.local(self.state, self.shard, key, np.int32(0))
+                    loss = float("nan")
                 else:
                     pending, loss = out
                     self._good = self.state
-                    begin = time.perf_counter()
-                    msg = self._last_msg = fn.message(pending, None)
-                    # The last message goes to every receiver that has not left, even
-                    # one that looks dead now: without it, that receiver's mass is short.
-                    sent = self._send_message(task.rounds if last else c, msg, receivers,
-                                              live_only=not last)
-                    if last:
-                        self.final_unsent = len(receivers - sent)
-                    times["send_time"] = time.perf_counter() - begin
-                    begin = time.perf_counter()
-                    loss, stale = float(loss), self._mix(c, pending, msg, neighbours, weights,
-                                                         self_weight)
-                    times["mix_time"] = time.perf_counter() - begin
+                begin = time.perf_counter()
+                msg = self._last_msg = fn.message(pending, None)
+                # The last message goes to every receiver that has not left, even one that
+                # looks dead now: without it, that receiver's mass is short.
+                sent = self._send_message(task.rounds if last else c, msg, receivers,
+                                          live_only=not last)
+                if last:
+                    self.final_unsent = len(receivers - sent)
+                times["send_time"] = time.perf_counter() - begin
+                begin = time.perf_counter()
+                loss, stale = float(loss), self._mix(c, pending, msg, neighbours, weights,
+                                                     self_weight)
+                times["mix_time"] = time.perf_counter() - begin
                 c += 1
                 self.inbox.publish(c, self.params)
                 round_time = time.perf_counter() - round_start
