@@ -92,7 +92,8 @@ class AsyncPeer(Peer):
         metrics_path = opts.out_dir / f"peer-{self.i:04d}.jsonl"
         start = time.perf_counter()
         self.inbox.begin(c)
-        self.final_unsent = 0
+        self.final_unsent = self.final_missing = 0
+        self._unsent: set[int] = set()  # out-neighbours our last message did not reach
         self._last_msg = self._zero_message()  # fills empty slots until a message is made
         with metrics_path.open("a" if opts.resume else "w") as sink:
             last = False
@@ -120,12 +121,11 @@ class AsyncPeer(Peer):
                     self._good = self.state
                 begin = time.perf_counter()
                 msg = self._last_msg = fn.message(pending, None)
-                # The last message goes to every receiver that has not left, even one that
-                # looks dead now: without it, that receiver's mass is short.
-                sent = self._send_message(task.rounds if last else c, msg, receivers,
-                                          live_only=not last)
+                # A receiver that is not alive now gets the last message when it is again
+                # (``_absorb``): without it, that receiver's mass is short.
+                sent = self._send_message(task.rounds if last else c, msg, receivers)
                 if last:
-                    self.final_unsent = len(receivers - sent)
+                    self._unsent = receivers - sent
                 times["send_time"] = time.perf_counter() - begin
                 begin = time.perf_counter()
                 loss, stale = float(loss), self._mix(c, pending, msg, neighbours, weights,
@@ -195,10 +195,17 @@ class AsyncPeer(Peer):
         return [staleness[j] for j in arrived]
 
     def _absorb(self, senders: set[int], neighbours: np.ndarray, weights: np.ndarray) -> int:
-        """Takes in the in-neighbours' messages until each one's last message arrived (or it
-        is gone without one: ``final_missing``); returns how many were taken in."""
+        """Takes in the in-neighbours' messages until each one's last message arrived, and
+        sends this peer's last message again to each out-neighbour it could not reach, once
+        that one is alive again (a restarted peer). Gives up on a peer dead and silent for
+        ``round_deadline`` seconds (``final_missing``, ``final_unsent``). Returns how many
+        messages were taken in."""
         taken, quiet_since = 0, time.monotonic()
         while True:
+            if self._unsent:
+                back = self.inbox.alive(self._unsent)
+                if back:
+                    self._unsent -= self._send_message(self.task.rounds, self._last_msg, back)
             self.inbox.wait_latest(senders, _WAIT_S)
             arrived = self.inbox.take_latest(self.inbox.current)
             if arrived:
@@ -213,14 +220,13 @@ class AsyncPeer(Peer):
                     log.warning("taking in the last messages gave non-finite numbers: "
                                 "discarded (from peer(s) %s)", sorted(arrived))
                 taken += len(arrived)
-            pending = {j for j in senders if j not in self.inbox.finished}
+            pending = {j for j in senders if j not in self.inbox.finished} | self._unsent
             if not pending:
                 break
             gone = {j for j in pending if not self.inbox.alive({j})}
             if gone and time.monotonic() - quiet_since > self.options.round_deadline:
-                log.warning("peer(s) %s stopped without their last message: the mass they "
-                            "pushed since their last message that arrived is lost",
-                            sorted(gone))
+                log.warning("peer(s) %s left without taking or sending a last message: the "
+                            "push-sum mass in flight between us is lost", sorted(gone))
                 break
             if not gone and time.monotonic() - quiet_since > max(
                     self.options.round_deadline, self.options.heartbeat_timeout) * 10:
@@ -228,6 +234,7 @@ class AsyncPeer(Peer):
                             "message", sorted(pending), time.monotonic() - quiet_since)
                 break
         self.final_missing = len({j for j in senders if j not in self.inbox.finished})
+        self.final_unsent = len(self._unsent)
         return taken
 
     def _async_record(self, c: int, loss: float, elapsed: float, round_time: float,

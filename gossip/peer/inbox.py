@@ -469,11 +469,6 @@ class Inbox:
         with self._cond:
             return {j for j in peers if self.members.alive(j)}
 
-    def departed(self, peers: Iterable[int]) -> set[int]:
-        """The peers of ``peers`` that said bye (and were not heard from since)."""
-        with self._cond:
-            return {j for j in peers if j in self.members.gone}
-
     def isolated(self, peers: Iterable[int]) -> bool:
         """See ``Membership.isolated``."""
         with self._cond:

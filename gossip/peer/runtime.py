@@ -528,14 +528,11 @@ class Peer:
             time.sleep(target - computed)
         return max(target, computed)
 
-    def _send_message(self, t: int, msg: Any, receivers: set[int], live_only: bool = True
-                      ) -> set[int]:
-        """Sends round t's message to the live ``receivers`` (``live_only`` False: to those
-        that have not said bye); returns those it was sent to."""
+    def _send_message(self, t: int, msg: Any, receivers: set[int]) -> set[int]:
+        """Sends round t's message to the live ``receivers``; returns those it was sent to."""
         # Only to live peers: the queue of a dead or not yet started peer would fill with
         # messages it never uses, and delay what it needs when it comes (a state answer).
-        receivers = (self.inbox.alive(receivers) if live_only
-                     else receivers - self.inbox.departed(receivers))
+        receivers = self.inbox.alive(receivers)
         if not receivers:
             return set()
         frames = encode("gossip", self.i, t, self.template, jax.device_get(msg))
