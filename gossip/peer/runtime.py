@@ -6,7 +6,9 @@ parameters. The round's order lives there; the peer only moves messages and keep
 Round t:
 
 1. ``early``/``local``/``message``: the H local steps and the message (a ``cta`` rule's
-   message is ready before the steps and is sent while they run);
+   message is ready before the steps and is sent while they run); with ``local_time``, H is
+   as many steps as fit in that many seconds (``budget_steps``, fixed at start-up from the
+   set or measured step time times the peer's slowdown, as the event simulator does);
 2. send the message to the live out-neighbours of round t as soon as it is ready;
 3. wait, at most ``round_deadline`` seconds after the computation, for the round-t
    messages of the in-neighbours (a receiving thread validates and queues them meanwhile);
@@ -18,6 +20,7 @@ peer ``catchup_after`` rounds behind its freshest neighbour (restarted, late, or
 asks it for its parameters and round and continues from there, waiting at most
 ``catchup_timeout`` for the answer, and never asking again a neighbour that gave none. Every
 ``checkpoint_every`` rounds a peer writes an atomic checkpoint; ``resume`` restarts from it.
+The asynchronous peer (``--mode async``, no barrier) is ``gossip.peer.asynchronous``.
 
 Numbers that are not finite (see ``_Guard``): after the local steps and after the mix the
 peer checks that its parameters, rule state and loss are finite. A mix whose result is not
