@@ -240,6 +240,8 @@ def run_robustness(preset: dict[str, Any], log: Log, out: Path) -> dict[str, Any
     pieces = Pieces()
     start = time.perf_counter()
     with path.open("a") as sink:
+        if sink.tell() and not path.read_bytes().endswith(b"\n"):
+            sink.write("\n")  # a run cut off while it was written stays a line of its own
         for i, run in enumerate(todo):
             t0 = time.perf_counter()
             records = run_one(run, preset, pieces)
