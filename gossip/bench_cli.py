@@ -120,11 +120,12 @@ def run(args: argparse.Namespace) -> int:
         from gossip.bench.robustness import load_preset, run_robustness_bench
 
         load_preset(args.quick, args.config)  # bad input: one line before any run
-        if args.compile_cache:
+        if args.compile_cache:  # as real peers' compile_cache (gossip/launch/compile_cache.py)
             import jax
 
             jax.config.update("jax_compilation_cache_dir", args.compile_cache)
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+            jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
         command = " ".join(["gossip bench robustness", *(["--quick"] if args.quick else []),
                             *(["--config", shlex.quote(args.config)] if args.config else []),
                             "--out", shlex.quote(args.out)])
