@@ -1,14 +1,15 @@
 """What one run of ``gossip bench robustness`` costs, by phase, alone and sharing a process.
 
 For each task (digits-MLP, MNIST-1D CNN): one grid run (16 peers, exponential graph, IID,
-seed 0, one ALIE attacker, ``clip``, 300 rounds) timed phase by phase as a separate run does
-them (data loading and partition, stacking the shards, model init, simulator init, the first
-round with its compilation, the first evaluation with its compilation, the other rounds, the
-other evaluations), then what the grid's next runs cost in the same process
-(``gossip.bench.robustness.Pieces``): a run of another seed and partition (the compiled
-round is reused) and a run of another attack (a new compilation, the rest reused).
+seed 0, one ALIE attacker, ``--defence``, default ``clip``, 300 rounds) timed phase by
+phase as a separate run does them (data loading and partition, stacking the shards, model
+init, simulator init, the first round with its compilation, the first evaluation with its
+compilation, the other rounds, the other evaluations); then what the grid's next runs cost
+in the same process (``gossip.bench.robustness.Pieces``): a run of another seed and
+partition (the compiled round is reused) and a run of another attack (a new compilation,
+the rest reused).
 
-    python benchmarks/robustness_cost.py --json [--tasks digits-mlp] [--out DIR]
+    python benchmarks/robustness_cost.py --json [--tasks digits-mlp] [--defence NAME] [--out DIR]
 
 Prints one JSON object per task; writes ``OUT/robustness_cost.json``.
 """
@@ -28,6 +29,7 @@ from gossip.bench.robustness import FULL, TASKS, Pieces, run_config, run_one
 from gossip.config import resolve
 from gossip.evaluate import make_evaluator
 from gossip.experiment import build_experiment, init_stacked_params, model_optimum, stack_shards
+from gossip.rules import ROBUST
 from gossip.sim.byzantine import make_adversary
 from gossip.sim.simulator import DEFAULT_PEER_CHUNK, make_simulator
 from gossip.simulate import mixing_graph
@@ -95,6 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object per task")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--defence", default="clip", choices=["none", *ROBUST])
     parser.add_argument("--rounds", type=int, default=FULL["rounds"])
     parser.add_argument("--eval-every", type=int, default=FULL["eval_every"])
     parser.add_argument("--out", help="output directory (default: a new "
@@ -106,8 +109,10 @@ def main() -> None:
     rows = []
     for task in args.tasks:
         run = {"task": task, "topology": "exponential", "partition": "iid", "seed": 0,
-               "k": 1, "attack": "alie", "defence": "clip", "f": 1}
-        row = {"task": task, "rounds": args.rounds, "eval_every": args.eval_every,
+               "k": 1, "attack": "alie", "defence": args.defence,
+               "f": None if args.defence == "none" else 1}
+        row = {"task": task, "defence": args.defence, "rounds": args.rounds,
+               "eval_every": args.eval_every,
                "alone_s": phases(run, preset), "in_one_process_s": shared(run, preset)}
         rows.append(row)
         print(json.dumps(row) if args.json else
