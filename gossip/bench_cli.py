@@ -67,7 +67,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     robust.add_argument("--config", metavar="FILE",
                         help="TOML file overriding keys of the preset (docs/benchmarks.md; "
                              "default: the preset as it is)")
-    robust.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    robust.add_argument("--out", required=True, metavar="DIR",
+                        help="output directory; every finished run is appended to "
+                             "OUT/runs.jsonl, and a rerun with the same OUT skips the runs "
+                             "already there")
+    robust.add_argument("--compile-cache", metavar="DIR",
+                        help="keep compiled rounds in DIR (jax's persistent compilation "
+                             "cache), so that a resumed grid does not compile them again "
+                             "(default: none, compile in memory only)")
+    robust.add_argument("--report-only", action="store_true",
+                        help="run nothing: rebuild results.json, the report and plots from "
+                             "the runs in OUT/runs.jsonl (a partial grid says how many runs "
+                             "of how many it holds)")
     strag = sub.add_parser(
         "stragglers", help="sync, deadline, time-budgeted and async gossip against slow peers "
         "(event simulator)",
@@ -109,17 +120,24 @@ def run(args: argparse.Namespace) -> int:
         from gossip.bench.robustness import load_preset, run_robustness_bench
 
         load_preset(args.quick, args.config)  # bad input: one line before any run
+        if args.compile_cache:  # as real peers' compile_cache (gossip/launch/compile_cache.py)
+            import jax
+
+            jax.config.update("jax_compilation_cache_dir", args.compile_cache)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+            jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
         command = " ".join(["gossip bench robustness", *(["--quick"] if args.quick else []),
                             *(["--config", shlex.quote(args.config)] if args.config else []),
                             "--out", shlex.quote(args.out)])
         results = run_robustness_bench(args.quick, args.out, command,
                                        lambda line: print(line, file=sys.stderr, flush=True),
-                                       args.config)
+                                       args.config, args.report_only)
         from gossip.bench.robustness import findings
 
         for line in findings(results):
             print(line)
-        print(f"report: {args.out}/report.md")
+        print(f"{len(results['runs'])} of the grid's {results['grid_runs']} runs; report: "
+              f"{args.out}/report.md")
         return 0
     if args.suite == "stragglers":
         from gossip.bench.stragglers import run_stragglers_bench  # JAX and the model zoo

@@ -100,13 +100,7 @@ def build_experiment(config: Config) -> Experiment:
     Raises:
         ConfigError: any bad name, option, value or data file, with a one-line message.
     """
-    rule = make_rule(config.rule, config.local_steps, compress=config.compress,
-                     compress_ratio=config.compress_ratio,
-                     error_feedback=config.error_feedback,
-                     consensus_step=config.consensus_step, momentum=config.momentum,
-                     outer_optimizer=config.outer_optimizer, outer_lr=config.outer_lr,
-                     outer_momentum=config.outer_momentum, robust_mix=config.robust,
-                     robust_f=config.robust_f)
+    rule = config_rule(config)
     attack = check_attack(config)
     if config.rule in PLAIN_SGD_RULES and config.optimizer != "sgd":
         raise ConfigError(f"rule {config.rule!r} keeps its own momentum (--momentum); use "
@@ -128,6 +122,21 @@ def build_experiment(config: Config) -> Experiment:
                                alpha=config.alpha, shards_per_peer=config.shards_per_peer)
     return Experiment(config, dataset, shards, model, optimizer, rule, topology, attack,
                       pick_attackers(config.peers, config.byzantine, config.seed))
+
+
+def config_rule(config: Config) -> GossipRule:
+    """The gossip rule of a config (its synchronous mode; see :func:`async_rule`).
+
+    Raises:
+        ConfigError: a bad rule name or option.
+    """
+    return make_rule(config.rule, config.local_steps, compress=config.compress,
+                     compress_ratio=config.compress_ratio,
+                     error_feedback=config.error_feedback,
+                     consensus_step=config.consensus_step, momentum=config.momentum,
+                     outer_optimizer=config.outer_optimizer, outer_lr=config.outer_lr,
+                     outer_momentum=config.outer_momentum, robust_mix=config.robust,
+                     robust_f=config.robust_f)
 
 
 def check_attack(config: Config) -> Attack | None:
@@ -217,9 +226,10 @@ def init_stacked_params(exp: Experiment, init_key: jax.Array) -> Params:
     return jax.vmap(lambda k: exp.model.init(k, jnp.asarray(sample)))(keys)
 
 
-def stack_shards(dataset: Dataset, shards: list[np.ndarray]) -> PeerData:
-    """Pads every peer's shard to the longest one and stacks them: see ``PeerData``."""
-    m = max(len(s) for s in shards)
+def stack_shards(dataset: Dataset, shards: list[np.ndarray], length: int = 0) -> PeerData:
+    """Pads every peer's shard to the longest one (or to ``length``, if longer) and stacks
+    them: see ``PeerData``."""
+    m = max(length, *(len(s) for s in shards))
     x = np.zeros((len(shards), m, *dataset.x_train.shape[1:]), dataset.x_train.dtype)
     y = np.zeros((len(shards), m, *dataset.y_train.shape[1:]), dataset.y_train.dtype)
     for i, idx in enumerate(shards):

@@ -34,7 +34,7 @@ from gossip.sim.sharding import peer_sharding, shard_peers
 from gossip.sim.simulator import DEFAULT_PEER_CHUNK, make_simulator
 from gossip.summary_table import METRIC_SHORT, summary_table
 from gossip.topology import RoundGraph, Topology
-from gossip.training import run_keys
+from gossip.training import FULL_BATCH, run_keys
 
 
 def mixing_graph(topology: Topology, round_: int) -> tuple[RoundGraph, int]:
@@ -53,8 +53,8 @@ def message_nbytes(exp: Experiment, params: Any) -> int:
 
 
 def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True,
-             on_eval: Callable[[dict[str, Any]], None] | None = None
-             ) -> tuple[dict[str, Any], Any]:
+             on_eval: Callable[[dict[str, Any]], None] | None = None,
+             reuse: dict[Any, Any] | None = None) -> tuple[dict[str, Any], Any]:
     """Runs the simulation of an experiment.
 
     Args:
@@ -63,6 +63,14 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
             None writes nothing.
         progress: show a progress bar.
         on_eval: called with every metrics record (each line of ``metrics.jsonl``).
+        reuse: None, or a dict the caller keeps across calls (``gossip bench robustness``):
+            the jitted round and evaluator, the initial parameters and the stacked shards
+            are kept in it, keyed by the experiment's objects (model, optimizer, rule,
+            attack, dataset, shards: hand the same objects to share them) and by the seed
+            and the honest peers. Runs that differ only in topology, seed, data split or
+            attackers then compile once per shape; shards are padded to the training set's
+            length so that every split has one shape (batches are drawn from the valid
+            rows only, so results are unchanged).
 
     Returns:
         ``(last_metrics, params)``: the last metrics record and the final stacked params.
@@ -74,17 +82,43 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
                                progress, on_eval)
     init_key, train_key = run_keys(cfg.seed)
     sharding = peer_sharding(cfg.peers)
-    data = shard_peers(stack_shards(exp.dataset, exp.shards), sharding)
-    x_test, y_test = jnp.asarray(exp.dataset.x_test), jnp.asarray(exp.dataset.y_test)
-    # A sharded peer axis stays whole: chunking it would reshape across devices.
     attacked = exp.attack is not None and len(exp.attackers) > 0
-    adversary = (make_adversary(exp.attack, exp.attackers, cfg.peers) if attacked else None)
-    sim = make_simulator(exp.model.loss, exp.optimizer, exp.rule, cfg.batch_size,
-                         peer_chunk=None if sharding else DEFAULT_PEER_CHUNK,
-                         adversary=adversary)
-    evaluate = make_evaluator(exp.model.metric, exp.model.loss, optimum=model_optimum(exp),
-                              honest=exp.honest if attacked else None)
-    state = shard_peers(sim.init(init_stacked_params(exp, init_key)), sharding)
+    # The attackers are an input of the round, not constants of it: see ``reuse``.
+    attackers = (jnp.asarray(exp.attackers, jnp.int32),) if attacked else ()
+
+    def kept(key: tuple, make: Callable[[], Any], *owners: Any) -> Any:
+        if reuse is None:
+            return make()
+        key = (*key, *map(id, owners))
+        if key not in reuse:  # the owners stay referenced, so their ids stay theirs
+            reuse[key] = (make(), owners)
+        return reuse[key][0]
+
+    pad = reuse is not None and cfg.batch_size != FULL_BATCH
+    data = kept(("data", pad), lambda: shard_peers(stack_shards(
+        exp.dataset, exp.shards, len(exp.dataset.x_train) if pad else 0), sharding),
+        exp.dataset, exp.shards)
+    x_test, y_test = kept(("test",), lambda: (jnp.asarray(exp.dataset.x_test),
+                                              jnp.asarray(exp.dataset.y_test)), exp.dataset)
+
+    def build_sim() -> tuple[Any, Callable[[Any], Any]]:
+        # A sharded peer axis stays whole: chunking it would reshape across devices.
+        sim = make_simulator(exp.model.loss, exp.optimizer, exp.rule, cfg.batch_size,
+                             peer_chunk=None if sharding else DEFAULT_PEER_CHUNK,
+                             adversary=(make_adversary(exp.attack, None, cfg.peers)
+                                        if attacked else None))
+        return sim, (sim.init if reuse is None else jax.jit(sim.init))
+
+    sim, sim_init = kept(("sim", cfg.batch_size, sharding is None, attacked), build_sim,
+                         exp.model, exp.optimizer, exp.rule, exp.attack)
+    optimum = model_optimum(exp)
+    evaluate = kept(("eval", optimum is None, exp.honest.tobytes() if attacked else None),
+                    lambda: make_evaluator(exp.model.metric, exp.model.loss, optimum=optimum,
+                                           honest=exp.honest if attacked else None),
+                    exp.model, *([] if optimum is None else [exp.dataset]))
+    params = kept(("init", cfg.seed, cfg.same_init),
+                  lambda: init_stacked_params(exp, init_key), exp.model, exp.dataset)
+    state = shard_peers(sim_init(params), sharding)
     msg_bytes = message_nbytes(exp, state.params)
     short = METRIC_SHORT[exp.model.metric_name]
 
@@ -101,7 +135,7 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
     try:
         for t in bar:
             graph, messages = static or graph_of(t)
-            state, loss = sim.round(state, data, graph, train_key)
+            state, loss = sim.round(state, data, graph, train_key, *attackers)
             bytes_sent += messages * msg_bytes
             messages_sent += messages
             if (t + 1) % cfg.eval_every and t + 1 != cfg.rounds:

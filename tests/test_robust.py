@@ -19,6 +19,7 @@ from gossip.rules.robust import (
     distances,
     masked_median,
     screened_mix,
+    sort_slots,
     trimmed_mean,
 )
 from gossip.simulate import simulate
@@ -179,3 +180,16 @@ def test_the_summary_table_shows_the_honest_peers_apart():
     line = next(t for t in table.splitlines() if t.startswith("honest average-model"))
     assert line.split()[-1] == "0.9500"
     assert "0.9400 / 0.9300" in table
+
+
+def test_sort_slots_is_jnp_sort_bit_for_bit():
+    # Equal values, -0 and 0, infinities and NaNs of both signs: the compare-exchange sort
+    # of trimmed_mean and median must give jnp.sort's output exactly (it is also stable).
+    rng = np.random.default_rng(0)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1.0, -1.0], np.float32)
+    for k in (1, 2, 3, 5, 8):
+        values = rng.choice(special, size=(k, 500)).astype(np.float32)
+        values[:, :100] = rng.normal(size=(k, 100))
+        got, want = jax.jit(sort_slots)(values), jnp.sort(values, axis=0)
+        np.testing.assert_array_equal(np.asarray(got).view(np.int32),
+                                      np.asarray(want).view(np.int32))

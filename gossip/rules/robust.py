@@ -64,6 +64,39 @@ def _select(valid: jax.Array, value: jax.Array) -> jax.Array:
     return jnp.where(valid.reshape(valid.shape + (1,) * (value.ndim - 1)), value, 0)
 
 
+# Up to this many slots, sort_slots sorts with compare-exchanges (element-wise, fused by
+# XLA); XLA's CPU sort along a short leading axis is ~60x slower (16 peers x 5 slots x the
+# digits MLP: 53 ms against 0.8 ms), and it dominated a round of trimmed_mean and median.
+NETWORK_SLOTS = 16
+
+
+def sort_slots(values: jax.Array) -> jax.Array:
+    """``jnp.sort(values, axis=0)``, bit for bit, faster for a short leading axis.
+
+    Odd-even transposition sort: K passes of compare-exchanges of neighbouring slots that
+    swap only when the second is strictly less in ``jnp.sort``'s order (-0 equals 0, NaN
+    after everything). Swapping only neighbours that are strictly out of order keeps equal
+    values in their order, so it is stable, as ``jnp.sort``: the same output, -0 and NaN
+    included.
+
+    Args:
+        values: (K, ...) floating values.
+
+    Returns:
+        (K, ...) sorted along the leading axis.
+    """
+    k = values.shape[0]
+    if k > NETWORK_SLOTS:
+        return jnp.sort(values, axis=0)
+    rows = [values[i] for i in range(k)]
+    for r in range(k):
+        for i in range(r % 2, k - 1, 2):
+            a, b = rows[i], rows[i + 1]
+            swap = (b < a) | (jnp.isnan(a) & ~jnp.isnan(b))
+            rows[i], rows[i + 1] = jnp.where(swap, b, a), jnp.where(swap, a, b)
+    return jnp.stack(rows)
+
+
 def masked_median(values: jax.Array, valid: jax.Array) -> jax.Array:
     """The median over the leading axis of the entries where ``valid``.
 
@@ -75,7 +108,7 @@ def masked_median(values: jax.Array, valid: jax.Array) -> jax.Array:
         (...) the median (the mean of the two middle values for an even count).
     """
     filled = jnp.where(valid.reshape(valid.shape + (1,) * (values.ndim - 1)), values, jnp.inf)
-    ordered = jnp.sort(filled, axis=0)
+    ordered = sort_slots(filled)
     count = jnp.sum(valid)
     lo = jnp.take(ordered, jnp.maximum(count - 1, 0) // 2, axis=0)
     hi = jnp.take(ordered, count // 2, axis=0)
@@ -162,7 +195,7 @@ def trimmed_mean(own: Params, payloads: Payload, weights: jax.Array,
 
     def leaf(x: jax.Array, p: jax.Array) -> jax.Array:
         filled = jnp.where(valid.reshape((-1,) + (1,) * x.ndim), p, jnp.inf)
-        ordered = jnp.sort(filled, axis=0)
+        ordered = sort_slots(filled)
         rank = jnp.arange(p.shape[0])
         keep = (rank >= byzantine) & (rank < m - byzantine)
         total = x + jnp.sum(_select(keep, ordered), axis=0)

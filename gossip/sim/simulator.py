@@ -62,10 +62,12 @@ class Simulator(NamedTuple):
     """``init(params) -> SimState`` and ``round(state, data, graph, key) -> (state, loss)``.
 
     ``round`` is jitted; ``loss`` is (N,), each peer's mean training loss over its H steps.
+    With an adversary that takes the attackers as an input (``make_adversary(attack, None,
+    n)``), ``round(state, data, graph, key, attackers)`` with ``attackers`` (A,) int32.
     """
 
     init: Callable[[Params], SimState]
-    round: Callable[[SimState, PeerData, RoundGraph, jax.Array], tuple[SimState, jax.Array]]
+    round: Callable[..., tuple[SimState, jax.Array]]
 
 
 def gather(messages: Any, neighbours: jax.Array) -> Any:
@@ -104,7 +106,8 @@ def make_simulator(loss_fn: LossFn, optimizer: optax.GradientTransformation,
             Chunks keep the working set in cache: on CPU, 32 is 20-25 % faster than one vmap
             at 256 and 1024 peers (benchmarks/sim_throughput.py). Results do not depend on it.
         adversary: None, or what forges the attackers' messages of a round after every
-            message exists and before the gather (``gossip.sim.byzantine``).
+            message exists and before the gather (``gossip.sim.byzantine``); one built
+            with ``attackers=None`` takes the attackers as ``round``'s last argument.
 
     Returns:
         The ``(init, round)`` pair; ``round`` is jitted and donates its state.
@@ -124,8 +127,8 @@ def make_simulator(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                         rule_state=jax.vmap(rule.init)(params),
                         round=jnp.zeros((), jnp.int32))
 
-    def sim_round(state: SimState, data: PeerData, graph: RoundGraph,
-                  train_key: jax.Array) -> tuple[SimState, jax.Array]:
+    def sim_round(state: SimState, data: PeerData, graph: RoundGraph, train_key: jax.Array,
+                  *attackers: jax.Array) -> tuple[SimState, jax.Array]:
         n = data.size.shape[0]
         keys = jax.vmap(lambda p: round_key(train_key, p, state.round))(jnp.arange(n))
         peers = PeerState(state.params, state.opt_state, state.rule_state)
@@ -133,7 +136,7 @@ def make_simulator(loss_fn: LossFn, optimizer: optax.GradientTransformation,
         pending, loss = local(peers, Shard(data.x, data.y, data.size), keys)
         messages = jax.vmap(peer_round.message)(pending, early)
         if adversary is not None:
-            messages = adversary(messages, graph, keys)
+            messages = adversary(messages, graph, keys, *attackers)
         payloads = gather(messages, graph.neighbours)
         # Every message arrives in this simulator: nothing is undelivered.
         new = jax.vmap(peer_round.finish)(pending, payloads, graph.weights, graph.self_weight,
