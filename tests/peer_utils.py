@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -78,3 +79,16 @@ def records(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+
+
+def run_in_threads(peers: list[Any], timeout: float) -> dict[int, dict]:
+    """Runs every peer's ``run()`` in a thread of its own (in-process peers); returns
+    ``{peer id: its result}`` for those that returned within ``timeout`` seconds."""
+    results: dict[int, dict] = {}
+    threads = [threading.Thread(target=lambda p=p: results.__setitem__(p.i, p.run()))
+               for p in peers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    return results

@@ -10,11 +10,18 @@ import json
 import os
 import signal
 import subprocess
-import threading
 
 import numpy as np
 import pytest
-from peer_utils import FAST, gossip_cmd, processes_mentioning, records, started, wait_for
+from peer_utils import (
+    FAST,
+    gossip_cmd,
+    processes_mentioning,
+    records,
+    run_in_threads,
+    started,
+    wait_for,
+)
 
 from gossip.cli import main
 from gossip.config import resolve
@@ -92,13 +99,7 @@ def test_time_budgeted_real_peers_run_more_steps_on_the_fast_ones(tmp_path):
     peers = [Peer(build_peer_task(config, i), PeerOptions(
         addresses, tmp_path, run_digest=run_digest(config), step_time=0.02, local_time=0.08,
         speed=peer_speed(config, i))) for i in range(2)]
-    results: dict[int, dict] = {}
-    threads = [threading.Thread(target=lambda p=p: results.__setitem__(p.i, p.run()))
-               for p in peers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=180)
+    results = run_in_threads(peers, timeout=180)
     speeds = np.array([peer_speed(config, i) for i in range(2)])
     expected = event_budget_steps(0.02 * speeds, 0.08, 4096)
     assert sorted(expected) == [1, 4]
@@ -189,13 +190,7 @@ def test_async_peers_whose_local_steps_diverge_still_gossip_and_keep_the_mass(tm
     peers = [AsyncPeer(build_peer_task(config, i), PeerOptions(
         addresses, tmp_path, run_digest=run_digest(config), mode="async",
         checkpoint_every=0)) for i in range(2)]
-    results: dict[int, dict] = {}
-    threads = [threading.Thread(target=lambda p=p: results.__setitem__(p.i, p.run()))
-               for p in peers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=180)
+    results = run_in_threads(peers, timeout=180)
     assert sorted(results) == [0, 1]
     assert sum(results[i]["mass"] for i in range(2)) == pytest.approx(2.0, abs=1e-5)
     for peer in peers:

@@ -1,13 +1,13 @@
 """The peer runtime in one process: two peers in threads, compiled once, records complete."""
 
 import dataclasses
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import jax
 import numpy as np
 import pytest
+from peer_utils import run_in_threads
 
 from gossip.config import resolve
 from gossip.launch.local import free_ports
@@ -22,13 +22,7 @@ def test_two_peers_in_threads_compile_once_and_agree(tmp_path):
     addresses = [f"tcp://127.0.0.1:{p}" for p in free_ports(2)]
     options = PeerOptions(addresses, tmp_path, checkpoint_every=4, run_digest=run_digest(config))
     peers = [Peer(build_peer_task(config, i), options) for i in (0, 1)]
-    results: dict[int, dict] = {}
-    threads = [threading.Thread(target=lambda p=p: results.__setitem__(p.i, p.run()))
-               for p in peers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    results = run_in_threads(peers, timeout=120)
     assert sorted(results) == [0, 1]
     for peer in peers:
         rec = results[peer.i]
