@@ -20,6 +20,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,15 +114,17 @@ def start_launch(cluster: Cluster, name: str, *flags: str) -> Launch:
     after the doc's own."""
     work = cluster.work(name)
     script = doc_block("hostfile-launch").rstrip("\n") + " " + shlex.join(flags)
-    return Launch(work, cluster.popen("login", ["bash", "-c", script], work / "launch.log",
-                                      cwd=work, preexec_fn=_as_from_a_terminal))
+    return Launch(work, cluster.popen("login", [*AS_FROM_A_TERMINAL, "bash", "-c", script],
+                                      work / "launch.log", cwd=work))
 
 
-def _as_from_a_terminal() -> None:
-    """Ctrl-C reaches the launcher as in a terminal. A test run started in the background
-    (``pytest &``, CI runners) ignores SIGINT, and children inherit that; Python then installs
-    no KeyboardInterrupt handler, so the launcher would ignore the Ctrl-C test's SIGINT."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# Ctrl-C reaches the launcher as in a terminal. A test run started in the background
+# (``pytest &``, CI runners) ignores SIGINT, and children inherit that; Python then installs
+# no KeyboardInterrupt handler, so the launcher would ignore the Ctrl-C test's SIGINT. (An
+# exec wrapper, not ``preexec_fn``: this process runs JAX's threads, and must not fork.)
+AS_FROM_A_TERMINAL = [sys.executable, "-c", "import os, signal, sys; "
+                      "signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                      "os.execvp(sys.argv[1], sys.argv[1:])"]
 
 
 def finished_every_round(launch: Launch, peers=PEERS, rounds: int = ROUNDS) -> None:
