@@ -6,14 +6,12 @@ import sys
 import tomllib
 
 import pytest
+from sim_utils import SMALL, assert_sim_refuses
 
 from gossip.cli import main
 from gossip.config import Config, resolve
 from gossip.experiment import build_experiment
 from gossip.simulate import simulate
-
-SMALL = ["--peers", "4", "--rounds", "4", "--eval-every", "2", "--no-progress", "--no-plot",
-         "--set", "model_options={hidden=[16]}"]
 
 
 def test_sim_writes_config_metrics_and_params(tmp_path, capsys):
@@ -63,13 +61,7 @@ def test_default_ring_of_16_on_iid_digits_reaches_95_percent():
     (["--peers", "1"], ["peers must be >= 2, got 1"]),
 ])
 def test_bad_input_gets_one_clear_line_exit_2_and_no_output(tmp_path, capsys, argv, names):
-    out = tmp_path / "run"
-    assert main(["sim", *SMALL, "--out", str(out), *argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("gossip: error: "), err
-    for name in names:
-        assert name in err, err
-    assert not out.exists()
+    assert_sim_refuses(tmp_path / "run", capsys, argv, names)
 
 
 def test_unknown_key_in_config_file(tmp_path, capsys):
