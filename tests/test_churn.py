@@ -3,22 +3,17 @@ the schedule, sync rounds that time out on an away peer and catch it up, exact a
 push-sum while peers come and go, determinism from the seed, bad input."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
-from sim_utils import assert_sim_refuses
+from sim_utils import assert_sim_refuses, averaging
 
 from gossip.config import resolve
 from gossip.errors import ConfigError
 from gossip.experiment import build_experiment
-from gossip.rules import running_push_sum
 from gossip.sim.churn import Churn
-from gossip.sim.events import EventOptions, make_event_engine, run_events
-from gossip.sim.simulator import PeerData, SimState
+from gossip.sim.events import EventOptions, run_events
 from gossip.sim.timing import TimeModel, peer_speeds
 from gossip.simulate import simulate
-from gossip.topology import make_topology
 
 LEAST_SQUARES = dict(dataset="least_squares", model="linear", batch_size=0, lr=0.1,
                      optimizer="sgd", peers=8, topology="ring",
@@ -109,15 +104,7 @@ def test_async_push_sum_without_training_stays_exact_while_peers_come_and_go():
     # the messages sent to it wait until it is back: every estimate still converges to the
     # exact average, with 20 % of messages lost besides.
     n = 8
-    graph = make_topology("exponential", n, weights="push").round_graph(0)
-    rule = running_push_sum(1, slots=graph.neighbours.shape[1])
-    zero = lambda p, x, y: 0.0 * jnp.sum(p["x"])  # noqa: E731 (no training)
-    engine = make_event_engine(zero, optax.sgd(0.1), rule, batch_size=1)
-    x0 = {"x": jax.random.normal(jax.random.key(5), (n, 3)) * 10}
-    want, scale = np.asarray(x0["x"]).mean(0), np.abs(np.asarray(x0["x"])).max()
-    state = SimState(x0, jax.vmap(optax.sgd(0.1).init)(x0), jax.vmap(rule.init)(x0),
-                     jnp.zeros((), jnp.int32))
-    data = PeerData(jnp.zeros((n, 1, 1)), jnp.zeros((n, 1)), jnp.ones((n,), jnp.int32))
+    engine, state, data, graph, want, scale = averaging(n, seed=5)
     clock = TimeModel(0.01, peer_speeds(n, 0, slow_peers=1, slowdown=3.0), latency=0.004,
                       drop=0.2, seed=0)
     # Peer 2 is away for a long stretch in the middle; all leave now and then at random,

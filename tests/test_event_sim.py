@@ -2,20 +2,15 @@
 clock of sync, time-budgeted and async runs, exact async push-sum under drops, bad input."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
-from sim_utils import assert_sim_refuses
+from sim_utils import assert_sim_refuses, averaging
 
 from gossip.config import resolve
 from gossip.experiment import build_experiment
-from gossip.rules import running_push_sum
-from gossip.sim.events import EventOptions, budget_steps, make_event_engine, run_events
-from gossip.sim.simulator import PeerData, SimState
+from gossip.sim.events import EventOptions, budget_steps, run_events
 from gossip.sim.timing import STRAGGLER_RANGE, TimeModel, peer_speeds
 from gossip.simulate import simulate
-from gossip.topology import make_topology
 
 LEAST_SQUARES = dict(dataset="least_squares", model="linear", batch_size=0, lr=0.1,
                      optimizer="sgd", peers=8, topology="ring",
@@ -83,16 +78,7 @@ def test_async_fast_peers_outrun_a_slow_one():
 
 def test_async_push_sum_without_training_is_exact_under_drops_and_delays():
     n = 8
-    topology = make_topology("exponential", n, weights="push")
-    graph = topology.round_graph(0)
-    rule = running_push_sum(1, slots=graph.neighbours.shape[1])
-    zero = lambda p, x, y: 0.0 * jnp.sum(p["x"])  # noqa: E731 (no training)
-    engine = make_event_engine(zero, optax.sgd(0.1), rule, batch_size=1)
-    x0 = {"x": jax.random.normal(jax.random.key(3), (n, 3)) * 10}
-    want, scale = np.asarray(x0["x"]).mean(0), np.abs(np.asarray(x0["x"])).max()
-    state = SimState(x0, jax.vmap(optax.sgd(0.1).init)(x0), jax.vmap(rule.init)(x0),
-                     jnp.zeros((), jnp.int32))
-    data = PeerData(jnp.zeros((n, 1, 1)), jnp.zeros((n, 1)), jnp.ones((n,), jnp.int32))
+    engine, state, data, graph, want, scale = averaging(n, seed=3)
     clock = TimeModel(0.01, peer_speeds(n, 0, slow_peers=2, slowdown=3.0, stragglers=0.5),
                       latency=0.004, drop=0.3, seed=0)
     reports = list(run_events(engine, state, data, lambda t: graph, clock,
