@@ -33,7 +33,6 @@ until it passes them). There is no catch-up: peers are at different rounds by de
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -137,29 +136,23 @@ class AsyncPeer(Peer):
                 self.inbox.ran(round_time)
                 record = self._async_record(c - 1, loss, time.perf_counter() - start,
                                             round_time, stale, final=False)
-                sink.write(json.dumps(record) + "\n")
-                sink.flush()
-                if on_round:
-                    on_round(record)
+                self._emit(sink, record, on_round)
                 if opts.checkpoint_every and c % opts.checkpoint_every == 0:
                     self._checkpoint(c)
             absorbed = self._absorb(senders, neighbours, weights)
             record = self._async_record(c - 1, record["loss"], time.perf_counter() - start,
                                         0.0, [], final=True)
             record["messages_absorbed"] = absorbed
-            sink.write(json.dumps(record) + "\n")
-            sink.flush()
-            if on_round:
-                on_round(record)
+            self._emit(sink, record, on_round)
         if opts.checkpoint_every:
             self._checkpoint(c)
         return record
 
     def _slots(self, arrived: dict[int, tuple[int, Any]], own: Any, neighbours: np.ndarray,
-               weights: np.ndarray) -> tuple[Any, np.ndarray, list[int]]:
+               weights: np.ndarray) -> tuple[Any, np.ndarray]:
         """The K payloads and weights of a mix from the messages that arrived (weight 0 and
-        this peer's own message in a slot with none); the rounds of those mixed."""
-        slots, w, rounds = [], np.array(weights, np.float32), []
+        this peer's own message in a slot with none)."""
+        slots, w = [], np.array(weights, np.float32)
         for k, j in enumerate(neighbours):
             got = arrived.get(int(j)) if j != self.i else None
             if got is None:
@@ -167,23 +160,22 @@ class AsyncPeer(Peer):
                 slots.append(own)
             else:
                 slots.append(got[1])
-                rounds.append(got[0])
-        return self.fn.stack(slots), w, rounds
+        return self.fn.stack(slots), w
 
     def _mix(self, c: int, pending: Any, msg: Any, neighbours: np.ndarray,
              weights: np.ndarray, self_weight: float) -> list[int]:
         """Round c's mix of the newest messages; returns the staleness of each one mixed."""
         arrived = self.inbox.take_latest(c + 1)
-        staleness = {j: max(c - r, 0) for j, (r, _) in arrived.items()
-                     if r < self.task.rounds}  # a last message is never stale
-        staleness.update({j: 0 for j, (r, _) in arrived.items() if r >= self.task.rounds})
+        # (a last message, round >= rounds, is never stale)
+        staleness = {j: 0 if r >= self.task.rounds else max(c - r, 0)
+                     for j, (r, _) in arrived.items()}
         bound = self.options.max_staleness
         if bound:
             old = [j for j, lag in staleness.items() if lag > bound]
             self.counters.messages_stale += len(old)
             for j in old:
                 arrived.pop(j)
-        payloads, w, _ = self._slots(arrived, msg, neighbours, weights)
+        payloads, w = self._slots(arrived, msg, neighbours, weights)
         self.state, ok = self.fn.keep_finite(
             self.fn.finish(pending, payloads, w, self_weight, np.float32(0)), self.state)
         self._mixed_with, self._mixed_round = sorted(arrived), c
@@ -210,7 +202,7 @@ class AsyncPeer(Peer):
             arrived = self.inbox.take_latest(self.inbox.current)
             if arrived:
                 quiet_since = time.monotonic()
-                payloads, w, _ = self._slots(arrived, self._last_msg, neighbours, weights)
+                payloads, w = self._slots(arrived, self._last_msg, neighbours, weights)
                 new, ok = self.fn.keep_finite(self.fn.absorb(self.state, payloads, w),
                                               self.state)
                 if bool(ok):

@@ -46,7 +46,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 import jax
 import jax.numpy as jnp
@@ -407,14 +407,21 @@ class Peer:
                 round_time = time.perf_counter() - round_start
                 self.inbox.ran(round_time)
                 record = self._record(t, loss, time.perf_counter() - start, round_time, wait)
-                sink.write(json.dumps(record) + "\n")
-                sink.flush()
-                if on_round:
-                    on_round(record)
+                self._emit(sink, record, on_round)
                 t += 1
                 if opts.checkpoint_every and (t % opts.checkpoint_every == 0 or t == task.rounds):
                     self._checkpoint(t)
         return record
+
+    @staticmethod
+    def _emit(sink: TextIO, record: dict[str, Any],
+              on_round: Callable[[dict[str, Any]], None] | None) -> None:
+        """Writes a round's record to the peer's metrics file (flushed: it is followed
+        live) and hands it to ``on_round``."""
+        sink.write(json.dumps(record) + "\n")
+        sink.flush()
+        if on_round:
+            on_round(record)
 
     def _local(self, key: jax.Array) -> tuple[Any, Any] | None:
         """The round's local steps from ``self.state``; None when they are not finite."""
