@@ -116,7 +116,7 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
                     lambda: make_evaluator(exp.model.metric, exp.model.loss, optimum=optimum,
                                            honest=exp.honest if attacked else None),
                     exp.model, *([] if optimum is None else [exp.dataset]))
-    params = kept(("init", cfg.seed, cfg.same_init),
+    params = kept(("init", cfg.seed, cfg.same_init, cfg.peers),
                   lambda: init_stacked_params(exp, init_key), exp.model, exp.dataset)
     state = shard_peers(sim_init(params), sharding)
     msg_bytes = message_nbytes(exp, state.params)
