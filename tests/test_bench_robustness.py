@@ -137,3 +137,31 @@ def test_runs_that_share_compiled_rounds_equal_separate_runs():
     assert drop(shared) == drop(alone)
     sims = [v[0][0] for k, v in pieces.reuse.items() if k[0] == "sim"]
     assert len(sims) == 1 and sims[0].round._cache_size() == 1  # compiled once
+    fresh = bench.fresh_pieces(pieces)
+    assert not pieces.reuse and not pieces.kept and not fresh.reuse
+    assert drop(run_one(second, preset, fresh)) == drop(alone)
+
+
+def test_the_grid_keeps_one_tasks_compiled_programs_at_a_time(tmp_path, monkeypatch):
+    # A process may hold only so many memory maps (vm.max_map_count), and every compiled
+    # round keeps some: the full grid's two tasks together crashed LLVM. A new task starts
+    # from fresh pieces; the runs of one task share them.
+    seen = []
+
+    def fake_run(run, preset, pieces=None):
+        seen.append((run["task"], pieces))
+        pieces.reuse[run["task"], len(seen)] = object()
+        return [{"round": 5, "avg_model_acc": 0.5, "local_acc_mean": 0.5}]
+
+    monkeypatch.setattr(bench, "run_one", fake_run)
+    (tmp_path / "p.toml").write_text('tasks = ["digits-mlp", "mnist1d-cnn"]\n'
+                                     'topologies = ["ring"]\npartitions = ["iid"]\n'
+                                     'seeds = [0, 1]\nbyzantine = [0]\n'
+                                     'defences = ["none", "clip"]\nrounds = 5\n')
+    assert main(["bench", "robustness", "--config", str(tmp_path / "p.toml"), "--out",
+                 str(tmp_path / "o")]) == 0
+    tasks = [task for task, _ in seen]
+    assert tasks == ["digits-mlp", "digits-mlp", "mnist1d-cnn", "mnist1d-cnn"] * 2
+    blocks = [{id(p) for _, p in seen[i:i + 2]} for i in range(0, 8, 2)]
+    assert all(len(b) == 1 for b in blocks) and len(set().union(*blocks)) == 4
+    assert all(not p.reuse for _, p in seen[:6:2])  # what a block kept went with it

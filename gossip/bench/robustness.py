@@ -180,6 +180,25 @@ class Pieces:
             attackers=pick_attackers(config.peers, config.byzantine, seed))
 
 
+def fresh_pieces(old: Pieces) -> Pieces:
+    """New, empty :class:`Pieces`, after the compiled programs of ``old`` are freed.
+
+    Every compiled program keeps a few hundred memory maps, and a process may hold only
+    ``vm.max_map_count`` (65,530 by default) of them: a task's block of the full grid
+    compiles about 140 rounds, both tasks together more than the limit (LLVM then fails with
+    "Cannot allocate memory"). The grid therefore keeps one task's programs at a time.
+    """
+    import gc
+
+    import jax
+
+    old.kept.clear()
+    old.reuse.clear()
+    gc.collect()
+    jax.clear_caches()
+    return Pieces()
+
+
 def run_one(run: dict[str, Any], preset: dict[str, Any],
             pieces: Pieces | None = None) -> list[dict[str, Any]]:
     """The metrics records of one run of the grid (``pieces``: shared with other runs)."""
@@ -237,13 +256,15 @@ def run_robustness(preset: dict[str, Any], log: Log, out: Path) -> dict[str, Any
     if len(todo) < len(runs):
         log(f"{path}: {len(runs) - len(todo)} of the grid's {len(runs)} runs are done; "
             f"running the other {len(todo)}")
-    pieces = Pieces()
+    pieces, task = Pieces(), None
     start = time.perf_counter()
     with path.open("a") as sink:
         if sink.tell() and not path.read_bytes().endswith(b"\n"):
             sink.write("\n")  # a run cut off while it was written stays a line of its own
         for i, run in enumerate(todo):
             t0 = time.perf_counter()
+            if run["task"] != task:
+                pieces, task = fresh_pieces(pieces), run["task"]
             records = run_one(run, preset, pieces)
             run["round"] = [r["round"] for r in records]
             run["honest_acc"] = [honest(r)[0] for r in records]
