@@ -151,8 +151,14 @@ def make_local_round(step: LocalStep, batch_size: int, local_steps: int) -> Call
                                             (new_p, new_o), (p, o))
             return (new_p, new_o), metrics["loss"]
 
-        (params, opt_state), losses = jax.lax.scan(
-            body, (params, opt_state), jnp.arange(local_steps))
+        if local_steps == 1:
+            # No loop: under vmap, XLA on CPU runs a convolution's gradient inside a loop
+            # about 6x slower than outside one (a 16-peer 1-D CNN round: 45 vs 7 ms).
+            (params, opt_state), loss = body((params, opt_state), jnp.zeros((), jnp.int32))
+            losses = loss[None]
+        else:
+            (params, opt_state), losses = jax.lax.scan(
+                body, (params, opt_state), jnp.arange(local_steps))
         if steps is None:
             return params, opt_state, jnp.mean(losses)
         done = jnp.arange(local_steps) < steps
