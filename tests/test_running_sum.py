@@ -8,7 +8,7 @@ import pytest
 
 from gossip.round import PeerState, Shard, make_peer_round
 from gossip.rules import ASYNC_RULES, make_rule, running_push_sum
-from gossip.rules.running_sum import two_sum
+from gossip.rules.running_sum import MIN_PUSH_WEIGHT, two_sum
 from gossip.sim.simulator import gather
 from gossip.topology import make_topology
 
@@ -160,3 +160,27 @@ def test_round_does_not_keep_back_an_undelivered_share():
     # Plain push-sum would keep 1.0; the running sums carry the share in the next message.
     assert float(out.rule_state.weight) == pytest.approx(0.5)
     assert ASYNC_RULES["push_sum"] is running_push_sum
+
+
+def test_a_peer_that_hears_nothing_stops_pushing_before_its_weight_underflows():
+    # Peer 0 pushes half its mass to peer 1 every tick and hears nothing back (its
+    # in-neighbour is away): its weight halves until it is below MIN_PUSH_WEIGHT, then it
+    # keeps it. Its parameters stay exact, and the mass (its own plus the running sums peer 1
+    # has or will take in) stays 1.
+    rule = running_push_sum(1, slots=1)
+    x = {"w": jnp.array([3.0, -2.0])}
+    state = rule.init(x)
+    none = jax.tree.map(lambda a: jnp.zeros((1, *a.shape)), rule.message(x, state))
+    mix = jax.jit(lambda p, s: rule.mix(p, s, none, jnp.zeros(1), jnp.asarray(0.5)))
+    weights = []
+    for _ in range(200):
+        x, state = mix(x, state)
+        weights.append(float(state.weight))
+    pushed = float(state.sent_weight.sum())
+    assert MIN_PUSH_WEIGHT / 2 <= weights[-1] < MIN_PUSH_WEIGHT
+    assert weights[-1] == weights[-100] and weights[-1] > np.finfo(np.float32).tiny
+    assert weights[-1] + 0.5 * pushed == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_array_equal(np.asarray(x["w"]), [3.0, -2.0])
+    # Whatever its weight, a local update moves its parameters by exactly the update.
+    moved, _ = rule.adapt(x, state, {"w": jnp.array([0.5, 0.25])})
+    np.testing.assert_array_equal(np.asarray(moved["w"]), [3.5, -1.75])

@@ -148,6 +148,18 @@ class AsyncPeer(Peer):
             self._checkpoint(c)
         return record
 
+    def _roll_back(self, t: int) -> bool:
+        """As the sync peer's, but only the parameters and optimizer state go back: the
+        running sums, last-seen sums and weight stay, since the messages made from them are
+        out and the ones taken in are gone (restoring them would lose or double mass). The
+        old parameters are adopted as a catch-up is (``rule.rebase``)."""
+        current = self.state
+        if not super()._roll_back(t):
+            return False
+        good = self.state
+        self.state = self.fn.adopt(current._replace(opt_state=good.opt_state), good.params)
+        return True
+
     def _slots(self, arrived: dict[int, tuple[int, Any]], own: Any, neighbours: np.ndarray,
                weights: np.ndarray) -> tuple[Any, np.ndarray]:
         """The K payloads and weights of a mix from the messages that arrived (weight 0 and

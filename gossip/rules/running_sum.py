@@ -22,6 +22,20 @@ cost: the payload is twice push-sum's (the running sum and its compensation).
 The mass of a message to a neighbour the peer knows it cannot reach is *not* kept back (plain
 push-sum keeps it, ``undelivered`` in :mod:`gossip.round`): it is in the running sum, and the
 neighbour takes it in when it comes back. A neighbour that never comes back keeps that mass.
+
+Weight drain. Under asynchrony a peer can push many times between two arrivals (its
+in-neighbours are slow, away, or cut off): each push gives away a share of its weight, which
+falls geometrically. Two choices keep such a peer sound:
+
+- The local update enters the numerator scaled by the weight (``z += w·u``: the de-biased
+  parameters move by exactly ``u``), not whole as in SGP (``z += u``, parameters ``+= u / w``,
+  which explodes as ``w → 0``). The network average then moves by the *weight-weighted* mean
+  of the updates. In sync mode on a regular graph every weight stays 1 and the two agree; under
+  asynchrony a peer that pushes k times as often holds about 1/k of the weight, so every peer's
+  data counts about equally per unit of time instead of in proportion to its speed.
+- A peer whose weight is below ``MIN_PUSH_WEIGHT`` pushes nothing (its running sums stay, it
+  keeps its whole mass) until mass arrives: its weight never reaches float32's subnormals,
+  where ``z / w`` would lose its precision and then divide 0 by 0. No mass is lost.
 """
 
 from __future__ import annotations
@@ -33,6 +47,10 @@ import jax.numpy as jnp
 
 from gossip.errors import ConfigError
 from gossip.rules.base import GossipRule, Params, weighted_sum
+
+# Below this weight a peer stops pushing until mass arrives (2^-60: far below any weight of a
+# live graph, far above float32's smallest normal, 2^-126).
+MIN_PUSH_WEIGHT = 2.0 ** -60
 
 
 class RunningSumState(NamedTuple):
@@ -115,13 +133,17 @@ def running_push_sum(local_steps: int = 1, slots: int = 1) -> GossipRule:
 
     def pushed(params: Params, state: RunningSumState
                ) -> tuple[Params, RunningSumPayload]:
-        """This round's numerator and the running sums that include it."""
+        """This round's numerator and the running sums that include it (unchanged when the
+        weight is too small to push: ``MIN_PUSH_WEIGHT``)."""
         z = jax.tree.map(lambda x: x * state.weight.astype(x.dtype), params)
+        push = state.weight >= MIN_PUSH_WEIGHT
         hi, lo = state.sent
-        pairs = jax.tree.map(_accumulate, hi, lo, z)
+        pairs = jax.tree.map(lambda h, lo_, x: _accumulate(h, lo_, jnp.where(push, x, 0)),
+                             hi, lo, z)
         new_hi = jax.tree.map(lambda _, p: p[0], z, pairs)
         new_lo = jax.tree.map(lambda _, p: p[1], z, pairs)
-        w_hi, w_lo = _accumulate(state.sent_weight[0], state.sent_weight[1], state.weight)
+        w_hi, w_lo = _accumulate(state.sent_weight[0], state.sent_weight[1],
+                                 jnp.where(push, state.weight, 0))
         return z, RunningSumPayload((new_hi, new_lo), jnp.stack([w_hi, w_lo]))
 
     def message(params: Params, state: RunningSumState) -> RunningSumPayload:
@@ -130,6 +152,8 @@ def running_push_sum(local_steps: int = 1, slots: int = 1) -> GossipRule:
     def mix(params: Params, state: RunningSumState, payloads: RunningSumPayload,
             weights: jax.Array, self_weight: jax.Array) -> tuple[Params, RunningSumState]:
         z, sent = pushed(params, state)
+        # A peer that pushed nothing keeps its whole mass.
+        self_weight = jnp.where(state.weight >= MIN_PUSH_WEIGHT, self_weight, 1)
         arrived = weights > 0
         (p_hi, p_lo), (s_hi, s_lo) = payloads.z, state.seen
         dz = jax.tree.map(_difference, p_hi, p_lo, s_hi, s_lo)
@@ -149,8 +173,8 @@ def running_push_sum(local_steps: int = 1, slots: int = 1) -> GossipRule:
 
     def adapt(params: Params, state: RunningSumState, update: Params
               ) -> tuple[Params, RunningSumState]:
-        return jax.tree.map(lambda x, u: x + u / state.weight.astype(x.dtype), params,
-                            update), state
+        # z += w·u: the parameters move by u whatever the weight (see the module's notes).
+        return jax.tree.map(jnp.add, params, update), state
 
     return GossipRule("push_sum", init, message, mix, adapt=adapt, local_steps=local_steps,
                       order="atc", stochastic="column", static=True, modes=("sync", "async"))
