@@ -76,3 +76,17 @@ def test_without_restarts_a_failure_stays(tmp_path):
     _, children = supervise(2, 1, False, script.start, follow, restart=script.restart)
     assert [c.restarts for c in children] == [0, 0] and children[0].proc.returncode == 4
     assert restart_line(children) is None
+
+
+def test_the_bar_ends_full_when_every_peer_finished_short_of_its_rounds(tmp_path, capsys):
+    # Async peers stop when their in-neighbours have: 2 peers of 10 rounds did 7 in all.
+    reports = iter([7])
+    script = Script(tmp_path, {0: [0], 1: [0]})
+    status, _ = supervise(2, 10, True, script.start, lambda children: next(reports, 0))
+    bar = capsys.readouterr().err.splitlines()[-1].split("\r")[-1]
+    assert status == 0 and "100%" in bar and "7/7" in bar, bar
+    script = Script(tmp_path, {0: [0], 1: [1]})  # a failed peer: the bar says what was done
+    reports = iter([7])
+    supervise(2, 10, True, script.start, lambda children: next(reports, 0))
+    bar = capsys.readouterr().err.splitlines()[-1].split("\r")[-1]
+    assert "7/20" in bar, bar

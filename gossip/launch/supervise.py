@@ -202,6 +202,11 @@ def supervise(n: int, rounds: int, progress: bool, start: Callable[[list[Child]]
             done = follow(children)
             if done:
                 bar.update(done)
+        if all(c.proc.returncode == 0 for c in children):
+            # Every peer finished; async peers may stop short of ``rounds`` (when their
+            # in-neighbours have), so the bar ends at what they did.
+            bar.total = bar.n
+            bar.refresh()
     except KeyboardInterrupt:
         status = 130
     except Stopped:
