@@ -2,6 +2,9 @@
 
 import json
 
+import pytest
+
+import gossip.bench.stragglers as bench
 from gossip.bench.stragglers import findings, run_stragglers_bench, summarise
 
 TINY = {"peers": [4], "topologies": ["ring"], "scenarios": ["none", "one 4x"],
@@ -24,3 +27,29 @@ def test_tiny_grid_writes_results_report_and_plot(tmp_path):
     assert "## Findings" in text and "one peer 4x slower" in text and "no straggler" in text
     assert len(findings(summarise(stored))) == 6
     assert (tmp_path / "accuracy_vs_time.png").stat().st_size > 10_000
+
+
+def test_the_grid_resumes_from_runs_jsonl(tmp_path, monkeypatch):
+    # Cut off during its 3rd run, then run again: only the 6 missing runs are simulated, and
+    # the results equal an uninterrupted grid's.
+    real, calls = bench.simulate, []
+
+    def simulate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "simulate", simulate)
+    with pytest.raises(KeyboardInterrupt):
+        run_stragglers_bench(True, tmp_path / "a", "c", print, preset=TINY)
+    assert len((tmp_path / "a" / "runs.jsonl").read_text().splitlines()) == 2
+    resumed = run_stragglers_bench(True, tmp_path / "a", "c", print, preset=TINY)
+    assert len(calls) == 3 + 6
+    whole = run_stragglers_bench(True, tmp_path / "b", "c", print, preset=TINY)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "time_s"} for r in rs]  # noqa: E731
+    drop_time = lambda rs: [{**r, "records": [{k: v for k, v in x.items() if k != "time"}  # noqa: E731
+                                              for x in r["records"]]} for r in strip(rs)]
+    assert drop_time(resumed["runs"]) == drop_time(whole["runs"])
+    run_stragglers_bench(True, tmp_path / "a", "c", print, preset=TINY)
+    assert len(calls) == 3 + 6 + 8  # the whole grid once more for "b", nothing for "a"

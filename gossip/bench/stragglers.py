@@ -9,7 +9,10 @@ gives, per setting, each mode's simulated time and bytes to a target accuracy (a
 what sync reaches with no straggler), its final accuracy and the staleness of what it mixed;
 ``results.json`` keeps every record, and the report and plots are made from that file only.
 
-``QUICK`` runs in a few minutes on 2 CPU cores; ``FULL`` is the issue's grid.
+``QUICK`` runs in a few minutes on 2 CPU cores; ``FULL`` is the issue's grid. Every finished
+run is appended to ``OUT/runs.jsonl`` as it ends, and a rerun with the same OUT skips the
+runs already there (same labels, rounds and eval_every): a long grid accumulates over
+several sessions, and the report is written once every run of the grid is in.
 """
 
 from __future__ import annotations
@@ -59,18 +62,20 @@ FULL = {"peers": [16, 64], "topologies": ["ring", "exponential", "one_peer_expon
         "seeds": [0, 1, 2], "rounds": 300, "eval_every": 10}
 
 
-def run_grid(preset: dict[str, Any], log: Log) -> dict[str, Any]:
-    """Runs every (n, topology, partition, scenario, mode, seed) of ``preset``.
+def run_grid(preset: dict[str, Any], log: Log, out: Path) -> dict[str, Any]:
+    """Runs every (n, topology, partition, scenario, mode, seed) of ``preset`` that
+    ``out/runs.jsonl`` lacks, appending each as it ends.
 
     Async on a time-varying topology (``one_peer_exponential``) is skipped: running-sum
     push-sum keeps its running sums per in-link, so it needs a static graph.
     """
     with compile_cache():  # runs of the same shapes share their compiled functions
-        return _run_grid(preset, log)
+        return _run_grid(preset, log, out)
 
 
-def _run_grid(preset: dict[str, Any], log: Log) -> dict[str, Any]:
-    runs, start = [], time.perf_counter()
+def grid(preset: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs of a preset, in order: labels and the config keys of each."""
+    runs = []
     for n in preset["peers"]:
         for topology in preset["topologies"]:
             for part, part_keys in PARTITIONS:
@@ -89,16 +94,53 @@ def _run_grid(preset: dict[str, Any], log: Log) -> dict[str, Any]:
                                     "engine": "event", "step_time": STEP_TIME,
                                     "latency": LATENCY, "bandwidth": BANDWIDTH,
                                     **part_keys, **scen_keys, **mode_keys}
-                            records: list[dict[str, Any]] = []
-                            simulate(build_experiment(resolve({}, keys)), None,
-                                     progress=False, on_eval=records.append)
-                            runs.append({"n": n, "topology": topology, "partition": part,
-                                         "scenario": scen, "mode": mode, "seed": seed,
-                                         "records": records})
-                            log(f"n={n} {topology} {part} {scen} {mode} seed {seed}: "
-                                f"acc {records[-1]['avg_model_acc']:.3f} at "
-                                f"{records[-1]['time_s']:.2f} s")
-    return {"preset": preset, "runs": runs, "wall_time_s": round(time.perf_counter() - start),
+                            runs.append(({"n": n, "topology": topology, "partition": part,
+                                          "scenario": scen, "mode": mode, "seed": seed,
+                                          "rounds": preset["rounds"],
+                                          "eval_every": preset["eval_every"]}, keys))
+    return runs
+
+
+def _key(labels: dict[str, Any]) -> str:
+    return json.dumps([labels.get(k) for k in ("n", "topology", "partition", "scenario",
+                                               "mode", "seed", "rounds", "eval_every")])
+
+
+def _run_grid(preset: dict[str, Any], log: Log, out: Path) -> dict[str, Any]:
+    path = out / "runs.jsonl"
+    done: dict[str, dict[str, Any]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                run = json.loads(line)
+                done.setdefault(_key(run), run)
+            except (ValueError, AttributeError):
+                continue  # a run cut off while it was written
+    todo = grid(preset)
+    if done:
+        log(f"{path}: {sum(_key(labels) in done for labels, _ in todo)} of the grid's "
+            f"{len(todo)} runs are done")
+    runs = []
+    with path.open("a") as sink:
+        if sink.tell() and not path.read_bytes().endswith(b"\n"):
+            sink.write("\n")
+        for labels, keys in todo:
+            if _key(labels) in done:
+                runs.append(done[_key(labels)])
+                continue
+            records: list[dict[str, Any]] = []
+            t0 = time.perf_counter()
+            simulate(build_experiment(resolve({}, keys)), None, progress=False,
+                     on_eval=records.append)
+            run = {**labels, "records": records, "time_s": round(time.perf_counter() - t0, 3)}
+            sink.write(json.dumps(run) + "\n")
+            sink.flush()
+            runs.append(run)
+            log(f"n={labels['n']} {labels['topology']} {labels['partition']} "
+                f"{labels['scenario']} {labels['mode']} seed {labels['seed']}: "
+                f"acc {records[-1]['avg_model_acc']:.3f} at {records[-1]['time_s']:.2f} s")
+    return {"preset": preset, "runs": runs,
+            "wall_time_s": round(sum(r.get("time_s", 0.0) for r in runs)),
             "step_time_s": STEP_TIME, "latency_s": LATENCY, "bandwidth_mbit": BANDWIDTH,
             "target_fraction": TARGET_FRACTION}
 
@@ -180,7 +222,8 @@ def report(results: dict[str, Any]) -> str:
     rows = summarise(results)
     preset = results["preset"]
     out = ["# Stragglers: sync, deadline, time-budgeted and async gossip", "",
-           f"Command: `{results['command']}` ({results['wall_time_s']} s on this machine).", "",
+           f"Command: `{results['command']}` ({results['wall_time_s']} s of runs on this "
+           "machine).", "",
            f"Event simulator, rule push_sum (async: running-sum push-sum), digits MLP, "
            f"{preset['rounds']} rounds (async: the same total work), base step "
            f"{results['step_time_s']} s, links {results['latency_s']} s + "
@@ -243,7 +286,8 @@ def run_stragglers_bench(quick: bool, out_dir: str | Path, command: str, log: Lo
 
     Args:
         quick: the quick preset (else the full one).
-        out_dir: output directory, created when the runs are done.
+        out_dir: output directory, created if missing; ``runs.jsonl`` there holds the
+            finished runs (a rerun skips them).
         command: the command line, recorded in the results.
         log: receives a line per run.
         preset: overrides the preset (tests, reduced grids).
@@ -251,9 +295,9 @@ def run_stragglers_bench(quick: bool, out_dir: str | Path, command: str, log: Lo
     Returns:
         The results (the content of ``OUT/results.json``).
     """
-    results = {**run_grid(preset or (QUICK if quick else FULL), log), "command": command}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    results = {**run_grid(preset or (QUICK if quick else FULL), log, out), "command": command}
     (out / "results.json").write_text(json.dumps(results))
     results = json.loads((out / "results.json").read_text())  # reports come from the file
     plot(results, out / "accuracy_vs_time.png")
