@@ -135,19 +135,28 @@ def test_each_host_gets_every_public_key_and_only_its_own_secret_keys(tmp_path):
     assert peer_command(1, tmp_path, "info", keys)[-2:] == ["--keys", str(keys)]
 
 
-def test_two_peers_talk_over_curve(tmp_path):
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_two_peers_talk_over_curve(tmp_path, mode):
     write_keys(tmp_path / "keys", 2)
     peers = ",".join(f"tcp://127.0.0.1:{p}" for p in free_ports(2))
     cmd = gossip_cmd("peer", "--peers", peers, "--keys", str(tmp_path / "keys"), "--out",
-                     str(tmp_path), "--rounds", "3", "--checkpoint-every", "0", *FAST)
+                     str(tmp_path), "--rounds", "3", "--checkpoint-every", "0", *FAST,
+                     *(["--rule", "push_sum", "--mode", "async"] if mode == "async" else []))
     with started([*cmd, "--id", "0"], tmp_path / "0.log") as p0, \
          started([*cmd, "--id", "1"], tmp_path / "1.log") as p1:
         assert p0.wait(timeout=120) == 0, (tmp_path / "0.log").read_text()
         assert p1.wait(timeout=120) == 0, (tmp_path / "1.log").read_text()
-    for i in (0, 1):
-        last = records(tmp_path / f"peer-{i:04d}.jsonl")[-1]
-        assert (last["peer"], last["round"], last["messages_missing"]) == (i, 3, 0)
-        assert last["messages_received"] == 3
+    runs = [records(tmp_path / f"peer-{i:04d}.jsonl") for i in (0, 1)]
+    for i, rec in enumerate(runs):
+        last = rec[-1]
+        if mode == "sync":
+            assert (last["peer"], last["round"], last["messages_missing"]) == (i, 3, 0)
+            assert last["messages_received"] == 3
+        else:  # every last message taken in: the mass is whole
+            assert last["final"] and last["final_missing"] == last["final_unsent"] == 0
+            assert sum(r["messages_mixed"] for r in rec) + last["messages_absorbed"] >= 1
+    if mode == "async":
+        assert sum(rec[-1]["mass"] for rec in runs) == pytest.approx(2.0, abs=1e-5)
 
 
 def test_a_peer_with_a_missing_key_stops_with_one_line(tmp_path):
