@@ -36,6 +36,7 @@ class Config:
     compress: str = "none"
     compress_ratio: float = 0.01
     error_feedback: bool = True
+    running_sums: bool = False
     consensus_step: float = 0.0
     outer_optimizer: str = "none"
     outer_lr: float = 0.7
@@ -454,6 +455,10 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] =
     run.add_argument("--save-params", dest="save_params", action="store_true", default=None,
                      help="write each peer's final parameters to OUT/params/ (default: off"
                           + ("; gossip launch always does)" if command == "launch" else ")"))
+    run.add_argument("--running-sums", dest="running_sums", action="store_true", default=None,
+                     help="rule push_sum in sync mode sends running sums (Hadjicostis et al.): "
+                     "a late or lost message's mass comes with the next one, so a deadline "
+                     "loses none; needs a static topology (default: off; async: always)")
     run.add_argument("--no-error-feedback", dest="error_feedback", action="store_false",
                      default=None, help="naive compressed gossip: drop what compression "
                      "removed instead of sending it later (default: error feedback on)")
@@ -535,6 +540,7 @@ def config_from_args(args: argparse.Namespace, fixed: dict[str, Any] | None = No
     flags = {key: getattr(args, key, None) for _, key, _, _ in _FLAGS}
     flags["save_params"] = args.save_params
     flags["error_feedback"] = getattr(args, "error_feedback", None)
+    flags["running_sums"] = getattr(args, "running_sums", None)
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if flags.get("local_time") is not None and not flags["local_time"] > 0:
         raise ConfigError(f"--local-time must be > 0 seconds, got {flags['local_time']}")

@@ -110,7 +110,7 @@ def build_experiment(config: Config) -> Experiment:
     topology = make_topology(config.topology, config.peers, seed=config.seed,
                              weights=topology_weights(config), **config.topology_options)
     check_weights(rule, topology, config.rounds)
-    if config.mode == "async":
+    if config.mode == "async" or config.running_sums:
         rule = async_rule(config, rule, topology)
     if rule.static and topology.time_varying:
         raise ConfigError(f"rule {rule.name!r} needs a static topology (the same W every "
@@ -178,18 +178,21 @@ def check_attackers(config: Config) -> None:
 
 
 def async_rule(config: Config, rule: GossipRule, topology: Topology) -> GossipRule:
-    """The asynchronous mode of the configured rule (``mode = "async"``).
+    """The asynchronous mode of the configured rule (``mode = "async"``), which is also its
+    running-sum form in sync mode (``running_sums``).
 
     Raises:
         ConfigError: the rule has no asynchronous mode, or the topology varies (the
             asynchronous rules keep what they last received per in-link slot).
     """
+    what = "--mode async" if config.mode == "async" else "--running-sums"
     if config.rule not in ASYNC_RULES or rule.name != config.rule:
-        raise ConfigError(f"rule {config.rule!r} has no asynchronous mode; --mode async works "
+        has = "asynchronous mode" if config.mode == "async" else "running-sum form"
+        raise ConfigError(f"rule {config.rule!r} has no {has}; {what} works "
                           f"with rule {', '.join(ASYNC_RULES)} (and no --compress or "
                           "--outer-optimizer)")
     if topology.time_varying:
-        raise ConfigError(f"--mode async needs a static topology (the rule keeps the last "
+        raise ConfigError(f"{what} needs a static topology (the rule keeps the last "
                           f"running sum per in-link), not {topology.name!r}")
     slots = topology.round_graph(0).neighbours.shape[1]
     return ASYNC_RULES[config.rule](config.local_steps, slots)

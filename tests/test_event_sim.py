@@ -103,6 +103,19 @@ def test_peer_speeds_and_link_delay():
     assert list(budget_steps(np.array([0.01, 0.04, 0.05]), 0.04, 100)) == [4, 1, 1]
 
 
+def test_a_deadline_loses_no_mass_with_running_sums():
+    # A 4x straggler whose messages always miss the half-step deadline: plain push-sum loses
+    # their mass every round, the others' weights drain and SGP's update diverges; running
+    # sums bring that mass with the straggler's next message.
+    common = dict(rule="push_sum", rounds=120, eval_every=40, engine="event",
+                  step_time=0.01, round_deadline=0.005, slow_peers=1, slowdown=4.0, seed=1)
+    plain, _ = _run(**common)
+    running, _ = _run(**common, running_sums=True)
+    assert plain["messages_late"] == running["messages_late"] == 240
+    assert not plain["opt_distance"] < 1  # diverged (NaN)
+    assert running["opt_distance"] < 0.05
+
+
 @pytest.mark.parametrize(("argv", "names"), [
     (["--engine", "event", "--mode", "async", "--rule", "dpsgd"],
      ["rule 'dpsgd' has no asynchronous mode", "push_sum"]),
@@ -118,6 +131,10 @@ def test_peer_speeds_and_link_delay():
     (["--engine", "event", "--byzantine", "1", "--attack", "sign_flip"],
      ["event simulator has no attackers"]),
     (["--engine", "event", "--slow-peers", "5"], ["slow_peers (5) must be at most peers"]),
+    (["--running-sums", "--rule", "dpsgd"], ["rule 'dpsgd' has no running-sum form",
+                                             "--running-sums", "push_sum"]),
+    (["--running-sums", "--rule", "push_sum", "--topology", "one_peer_exponential"],
+     ["--running-sums needs a static topology"]),
 ])
 def test_bad_input_gets_one_clear_line_exit_2(tmp_path, capsys, argv, names):
     assert_sim_refuses(tmp_path / "run", capsys, argv, names)

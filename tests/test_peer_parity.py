@@ -17,6 +17,8 @@ CASES = [
     ("random_matching", "dpsgd", 1, FAST),
     ("one_peer_exponential", "push_sum", 1, FAST),
     ("ring", "dpsgd_cta", 2, FAST),
+    # Running sums in sync mode (--running-sums): compensated sums and per-slot state.
+    ("ring", "push_sum", 1, [*FAST, "--running-sums"]),
     # Directed, in-degrees differ: the push-sum masses differ, so the local update must move
     # the numerator (SGP) in both drivers alike.
     ("epidemic", "push_sum", 2, LEAST_SQUARES),
