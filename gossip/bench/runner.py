@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -105,7 +106,9 @@ def run_one(exp: Experiment, suite: SuiteConfig, task: TaskSpec, partition: str,
 
 @contextlib.contextmanager
 def compile_cache() -> Iterator[None]:
-    """A private, temporary persistent compilation cache for the suite's runs.
+    """A persistent compilation cache for the suite's runs: ``$JAX_COMPILATION_CACHE_DIR``
+    when that is set (JAX's own variable; the test session sets it), else a private,
+    temporary one.
 
     Every run builds a new simulator, so JAX's in-memory cache never hits; runs of the same
     shapes (seeds, topologies with the same k) compile to the same HLO, which this cache
@@ -114,7 +117,9 @@ def compile_cache() -> Iterator[None]:
     names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
              "jax_persistent_cache_min_entry_size_bytes")
     saved = {name: getattr(jax.config, name) for name in names}
-    with tempfile.TemporaryDirectory(prefix="gossip-bench-jit-") as tmp:
+    shared = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    with (contextlib.nullcontext(shared) if shared else
+          tempfile.TemporaryDirectory(prefix="gossip-bench-jit-")) as tmp:
         try:
             jax.config.update(names[0], tmp)
             jax.config.update(names[1], 0.0)
