@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gossip.attacks import ATTACKS, pick_attackers
+from gossip.bench.provenance import machine_info
 from gossip.bench.robustness_report import (
     findings,
     plot_robustness,
@@ -331,4 +332,4 @@ def run_robustness_bench(quick: bool, out_dir: str | Path, command: str, log: Lo
     else:
         out.mkdir(parents=True, exist_ok=True)
         results = run_robustness(preset, log, out)
-    return write_outputs({**results, "command": command}, out)
+    return write_outputs({**results, "command": command, "machine": machine_info()}, out)

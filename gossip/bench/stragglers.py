@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from gossip.bench.provenance import machine_info
 from gossip.bench.runner import compile_cache
 from gossip.config import resolve
 from gossip.experiment import build_experiment
@@ -303,7 +304,8 @@ def run_stragglers_bench(quick: bool, out_dir: str | Path, command: str, log: Lo
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = {**run_grid(preset or (QUICK if quick else FULL), log, out), "command": command}
+    results = {**run_grid(preset or (QUICK if quick else FULL), log, out), "command": command,
+               "machine": machine_info()}
     (out / "results.json").write_text(json.dumps(results))
     results = json.loads((out / "results.json").read_text())  # reports come from the file
     plot(results, out / "accuracy_vs_time.png")
