@@ -136,7 +136,7 @@ def running_push_sum(local_steps: int = 1, slots: int = 1) -> GossipRule:
         """This round's numerator and the running sums that include it (unchanged when the
         weight is too small to push: ``MIN_PUSH_WEIGHT``)."""
         z = jax.tree.map(lambda x: x * state.weight.astype(x.dtype), params)
-        push = state.weight >= MIN_PUSH_WEIGHT
+        push = _pushes(state)
         hi, lo = state.sent
         pairs = jax.tree.map(lambda h, lo_, x: _accumulate(h, lo_, jnp.where(push, x, 0)),
                              hi, lo, z)
@@ -153,7 +153,7 @@ def running_push_sum(local_steps: int = 1, slots: int = 1) -> GossipRule:
             weights: jax.Array, self_weight: jax.Array) -> tuple[Params, RunningSumState]:
         z, sent = pushed(params, state)
         # A peer that pushed nothing keeps its whole mass.
-        self_weight = jnp.where(state.weight >= MIN_PUSH_WEIGHT, self_weight, 1)
+        self_weight = jnp.where(_pushes(state), self_weight, 1)
         arrived = weights > 0
         (p_hi, p_lo), (s_hi, s_lo) = payloads.z, state.seen
         dz = jax.tree.map(_difference, p_hi, p_lo, s_hi, s_lo)
@@ -178,6 +178,11 @@ def running_push_sum(local_steps: int = 1, slots: int = 1) -> GossipRule:
 
     return GossipRule("push_sum", init, message, mix, adapt=adapt, local_steps=local_steps,
                       order="atc", stochastic="column", static=True, modes=("sync", "async"))
+
+
+def _pushes(state: RunningSumState) -> jax.Array:
+    """() bool: the peer's weight is large enough to push (``MIN_PUSH_WEIGHT``)."""
+    return state.weight >= MIN_PUSH_WEIGHT
 
 
 def _lead(mask: jax.Array, like: jax.Array) -> jax.Array:
