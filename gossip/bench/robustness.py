@@ -35,6 +35,7 @@ from gossip.bench.robustness_report import (
     plot_robustness,
     robustness_report,
 )
+from gossip.bench.run_log import appending, read_runs
 from gossip.config import load_toml, resolve
 from gossip.errors import ConfigError
 from gossip.experiment import (
@@ -225,24 +226,6 @@ def run_key(run: dict[str, Any]) -> str:
     return json.dumps([run.get(k) for k in (*LABELS, *SETTINGS)])
 
 
-def read_runs(path: Path, log: Log | None = None) -> dict[str, dict[str, Any]]:
-    """The finished runs of a ``runs.jsonl``, by :func:`run_key` (the first of duplicates).
-    A line that is not a JSON object (a run cut off while it was written) is skipped."""
-    done: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return done
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        try:
-            run = json.loads(line)
-            key = run_key(run)
-        except (ValueError, AttributeError):
-            if log and line.strip():
-                log(f"{path}:{i}: not a finished run, skipped")
-            continue
-        done.setdefault(key, run)
-    return done
-
-
 def run_robustness(preset: dict[str, Any], log: Log, out: Path) -> dict[str, Any]:
     """Runs the grid's runs that ``OUT/runs.jsonl`` lacks, appending each as it ends.
 
@@ -252,16 +235,14 @@ def run_robustness(preset: dict[str, Any], log: Log, out: Path) -> dict[str, Any
     path = out / "runs.jsonl"
     settings = {k: preset[k] for k in SETTINGS}
     runs = [{**r, **settings} for r in grid(preset)]
-    done = read_runs(path, log)
+    done = read_runs(path, run_key, log)
     todo = [r for r in runs if run_key(r) not in done]
     if len(todo) < len(runs):
         log(f"{path}: {len(runs) - len(todo)} of the grid's {len(runs)} runs are done; "
             f"running the other {len(todo)}")
     pieces, task = Pieces(), None
     start = time.perf_counter()
-    with path.open("a") as sink:
-        if sink.tell() and not path.read_bytes().endswith(b"\n"):
-            sink.write("\n")  # a run cut off while it was written stays a line of its own
+    with appending(path) as write:
         for i, run in enumerate(todo):
             t0 = time.perf_counter()
             if run["task"] != task:
@@ -271,8 +252,7 @@ def run_robustness(preset: dict[str, Any], log: Log, out: Path) -> dict[str, Any
             run["honest_acc"] = [honest(r)[0] for r in records]
             run["honest_acc_mean"] = [honest(r)[1] for r in records]
             run["time_s"] = round(time.perf_counter() - t0, 3)
-            sink.write(json.dumps(run) + "\n")
-            sink.flush()
+            write(run)
             f = "" if run["f"] is None else f" f={run['f']}"
             log(f"[{i + 1}/{len(todo)}] {run['task']} {run['topology']} {run['partition']} "
                 f"seed={run['seed']} K={run['k']} {run['attack']} / {run['defence']}{f}: "
@@ -285,7 +265,7 @@ def collect(preset: dict[str, Any], out: Path) -> dict[str, Any]:
     """The results of the grid from ``OUT/runs.jsonl``: its finished runs in grid order,
     ``grid_runs`` (how many the grid has) and ``wall_time_s`` (their run times summed)."""
     settings = {k: preset[k] for k in SETTINGS}
-    done = read_runs(out / "runs.jsonl")
+    done = read_runs(out / "runs.jsonl", run_key)
     runs = [done[key] for r in grid(preset) if (key := run_key({**r, **settings})) in done]
     return {"suite": "robustness", "preset": preset, "runs": runs,
             "grid_runs": len(grid(preset)),

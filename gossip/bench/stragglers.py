@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from gossip.bench.provenance import machine_info
+from gossip.bench.run_log import appending, read_runs
 from gossip.bench.runner import compile_cache
 from gossip.config import resolve
 from gossip.experiment import build_experiment
@@ -114,22 +115,13 @@ def _key(labels: dict[str, Any]) -> str:
 
 def _run_grid(preset: dict[str, Any], log: Log, out: Path) -> dict[str, Any]:
     path = out / "runs.jsonl"
-    done: dict[str, dict[str, Any]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                run = json.loads(line)
-                done.setdefault(_key(run), run)
-            except (ValueError, AttributeError):
-                continue  # a run cut off while it was written
+    done = read_runs(path, _key, log)
     todo = grid(preset)
     if done:
         log(f"{path}: {sum(_key(labels) in done for labels, _ in todo)} of the grid's "
             f"{len(todo)} runs are done")
     runs = []
-    with path.open("a") as sink:
-        if sink.tell() and not path.read_bytes().endswith(b"\n"):
-            sink.write("\n")
+    with appending(path) as write:
         for labels, keys in todo:
             if _key(labels) in done:
                 runs.append(done[_key(labels)])
@@ -139,8 +131,7 @@ def _run_grid(preset: dict[str, Any], log: Log, out: Path) -> dict[str, Any]:
             simulate(build_experiment(resolve({}, keys)), None, progress=False,
                      on_eval=records.append)
             run = {**labels, "records": records, "time_s": round(time.perf_counter() - t0, 3)}
-            sink.write(json.dumps(run) + "\n")
-            sink.flush()
+            write(run)
             runs.append(run)
             log(f"n={labels['n']} {labels['topology']} {labels['partition']} "
                 f"{labels['scenario']} {labels['mode']} seed {labels['seed']}: "
