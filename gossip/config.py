@@ -457,8 +457,9 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] =
                           + ("; gossip launch always does)" if command == "launch" else ")"))
     run.add_argument("--running-sums", dest="running_sums", action="store_true", default=None,
                      help="rule push_sum in sync mode sends running sums (Hadjicostis et al.): "
-                     "a late or lost message's mass comes with the next one, so a deadline "
-                     "loses none; needs a static topology (default: off; async: always)")
+                     "a late or lost message's mass comes with the sender's next message "
+                     "that is on time; needs a static topology (default: off; async: "
+                     "always)")
     run.add_argument("--no-error-feedback", dest="error_feedback", action="store_false",
                      default=None, help="naive compressed gossip: drop what compression "
                      "removed instead of sending it later (default: error feedback on)")

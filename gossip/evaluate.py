@@ -112,6 +112,31 @@ def make_evaluator(metric_fn: MetricFn, loss_fn: MetricFn, peer_chunk: int = 64,
     return evaluate
 
 
+def health_record(params: Params, rule_state: Any) -> dict[str, float | int]:
+    """What says a simulated run is still sound (``docs/metrics.md``).
+
+    Args:
+        params: the stacked parameters, leaves (N, ...).
+        rule_state: the stacked rule state, leaves (N, ...).
+
+    Returns:
+        ``peers_finite``: how many peers' parameters and rule state are all finite (N while
+        the run is sound); and, for a push-sum rule (its state has a ``weight``), ``mass``:
+        the sum of the peers' push-sum weights, N while no mass is lost or in flight.
+    """
+    leaves = [x for x in jax.tree.leaves((params, rule_state))
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    n = leaves[0].shape[0]
+    ok = np.ones(n, bool)
+    for x in jax.device_get(leaves):
+        ok &= np.isfinite(np.asarray(x).reshape(n, -1)).all(axis=1)
+    record: dict[str, float | int] = {"peers_finite": int(ok.sum())}
+    weight = getattr(rule_state, "weight", None)
+    if weight is not None:
+        record["mass"] = float(np.sum(np.asarray(jax.device_get(weight), np.float64)))
+    return record
+
+
 def evaluation_record(ev: dict[str, Any], short: str) -> dict[str, float]:
     """The metrics-file keys of one evaluation (see ``docs/metrics.md``).
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from gossip.evaluate import evaluation_record, make_evaluator
+from gossip.evaluate import evaluation_record, health_record, make_evaluator
 from gossip.experiment import Experiment, init_stacked_params, model_optimum, stack_shards
 from gossip.sim.churn import Churn
 from gossip.sim.events import EventOptions, budget_steps, make_event_engine, run_events
@@ -110,6 +110,7 @@ def simulate_events(exp: Experiment, message_bytes: Callable[[Any], int],
                 "time_s": stats["time_s"],
                 "loss": float(np.mean(report.loss)),
                 **evaluation_record(ev, short),
+                **health_record(state.params, state.rule_state),
                 "bytes_sent": stats["messages_sent"] * msg_bytes,
                 **{k: v for k, v in stats.items() if k != "time_s"},
                 "step_time_s": step_time,

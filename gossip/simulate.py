@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gossip.config import Config, check_driver
-from gossip.evaluate import evaluation_record, make_evaluator
+from gossip.evaluate import evaluation_record, health_record, make_evaluator
 from gossip.event_sim import simulate_events
 from gossip.experiment import (
     Experiment,
@@ -147,6 +147,7 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
                 "time": round(time.perf_counter() - start, 4),
                 "loss": float(np.mean(jax.device_get(loss))),
                 **evaluation_record(ev, short),
+                **health_record(state.params, state.rule_state),
                 "bytes_sent": bytes_sent,
                 "messages_sent": messages_sent,
             }
@@ -165,6 +166,15 @@ def simulate(exp: Experiment, out_dir: Path | None = None, progress: bool = True
         if sink:
             sink.close()
     return record, state.params
+
+
+def _first_unsound(path: Path, n: int) -> int:
+    """The round of the first record of ``path`` with fewer than ``n`` finite peers."""
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if record["peers_finite"] < n:
+            return int(record["round"])
+    raise ValueError(f"{path}: every record has {n} finite peers")
 
 
 def save_peer_params(params: Any, out_dir: Path) -> None:
@@ -213,6 +223,11 @@ def run_experiment(exp: Experiment, progress: bool = True, plot: bool = True
         save_peer_params(params, out_dir)
     curves = write_run_curves(out_dir) if plot else None
     print(summary_table(record, exp.model.metric_name))
+    if record.get("peers_finite", config.peers) < config.peers:
+        first = _first_unsound(out_dir / "metrics.jsonl", config.peers)
+        print(f"WARNING: the run diverged: {config.peers - record['peers_finite']} of "
+              f"{config.peers} peers end with parameters that are not finite (first seen in "
+              f"the record of round {first}; peers_finite and mass in metrics.jsonl)")
     print(f"metrics: {out_dir / 'metrics.jsonl'}")
     if curves:
         print(f"curves: {curves}")

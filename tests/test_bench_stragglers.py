@@ -5,7 +5,7 @@ import json
 import pytest
 
 import gossip.bench.stragglers as bench
-from gossip.bench.stragglers import findings, run_stragglers_bench, summarise
+from gossip.bench.stragglers import findings, overview, run_stragglers_bench, summarise
 
 TINY = {"peers": [4], "topologies": ["ring"], "scenarios": ["none", "one 4x"],
         "partitions": ["iid"], "seeds": [0], "rounds": 12, "eval_every": 4}
@@ -24,7 +24,8 @@ def test_tiny_grid_writes_results_report_and_plot(tmp_path):
     assert rows[("one 4x", "async")]["staleness_max"] > 0
     assert rows[("none", "sync")]["staleness_max"] == 0
     text = (tmp_path / "report.md").read_text()
-    assert "## Findings" in text and "one peer 4x slower" in text and "no straggler" in text
+    assert "## Overview" in text and "## Findings" in text
+    assert "one peer 4x slower" in text and "no straggler" in text
     assert len(findings(summarise(stored))) == 6
     assert (tmp_path / "accuracy_vs_time.png").stat().st_size > 10_000
 
@@ -54,3 +55,23 @@ def test_the_grid_resumes_from_runs_jsonl(tmp_path, monkeypatch):
                              "records": [{k: v for k, v in x.items() if k != "time"}
                                          for x in r["records"]]} for r in runs]
     assert untimed(resumed["runs"]) == untimed(whole["runs"])
+
+
+def _row(n, mode, time_to_target, final_acc, reached="2/2"):
+    return {"n": n, "topology": "ring", "partition": "iid", "scenario": "one 4x",
+            "mode": mode, "time_to_target_s": time_to_target,
+            "bytes_to_target": None if time_to_target is None else 100 * time_to_target,
+            "final_acc": final_acc, "reached": reached}
+
+
+def test_overview_spans_each_mode_against_sync_over_the_settings():
+    rows = [_row(16, "sync", 2.0, 0.9), _row(16, "async", 0.5, 0.85),
+            _row(64, "sync", 3.0, 0.9), _row(64, "async", 1.5, 0.95),
+            _row(16, "sync+deadline", None, 0.1, "0/2"), _row(64, "sync+deadline", 3.0, 0.9)]
+    got = {o["mode"]: o for o in overview(rows)}
+    assert got["async"] == {"scenario": "one 4x", "mode": "async", "partition": "iid",
+                            "settings": 2, "speedup": "2.00 to 4.00", "bytes": "0.25 to 0.50",
+                            "accuracy": "-0.050 to +0.050", "missed": 0}
+    # a setting where the mode never reached the target counts in "missed", not the speed-up
+    assert (got["sync+deadline"]["speedup"], got["sync+deadline"]["missed"]) == ("1.00", 1)
+    assert got["sync+deadline"]["accuracy"] == "-0.800 to +0.000"

@@ -27,12 +27,27 @@ def test_sim_writes_config_metrics_and_params(tmp_path, capsys):
                 "local_acc_min", "local_acc_max", "consensus_distance", "bytes_sent"):
         assert key in lines[-1]
     rec = lines[-1]
+    assert rec["peers_finite"] == 4 and "mass" not in rec  # D-PSGD has no push-sum mass
+    assert "diverged" not in printed
     assert rec["local_acc_min"] <= rec["local_acc_mean"] <= rec["local_acc_max"]
     # ring of 4: 2 messages per peer per round, payload = the MLP's float32 parameters
     n_params = 64 * 16 + 16 + 16 * 10 + 10
     assert rec["bytes_sent"] == 4 * 4 * 2 * n_params * 4
     assert sorted(p.name for p in (out / "params").iterdir()) == [
         f"peer-{i:04d}.npz" for i in range(4)]
+
+
+def test_a_diverged_run_says_so_and_records_where(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["sim", *SMALL, "--byzantine", "1", "--attack", "huge", "--eval-every", "1",
+                 "--out", str(out), "--no-plot"]) == 0
+    printed = capsys.readouterr().out
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    first = next(r["round"] for r in lines if r["peers_finite"] < 4)
+    assert lines[-1]["peers_finite"] < 4
+    assert (f"WARNING: the run diverged: {4 - lines[-1]['peers_finite']} of 4 peers end with "
+            f"parameters that are not finite (first seen in the record of round {first};"
+            ) in printed
 
 
 def test_default_ring_of_16_on_iid_digits_reaches_95_percent():

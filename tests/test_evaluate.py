@@ -7,6 +7,7 @@ from gossip.evaluate import (
     average_params,
     consensus_distance,
     evaluation_record,
+    health_record,
     make_evaluator,
     matching_optimum,
     optimum_distances,
@@ -19,6 +20,18 @@ def test_consensus_distance_matches_its_definition():
     expected = np.mean(np.sum((x - x.mean(0)) ** 2, axis=1))
     np.testing.assert_allclose(consensus_distance(params), expected, rtol=1e-6)
     np.testing.assert_allclose(average_params(params)["a"], [2.0, 1.0])
+
+
+def test_health_record_counts_finite_peers_and_sums_push_sum_mass():
+    from gossip.rules.push_sum import PushSumState
+
+    params = {"w": jnp.array([[1.0, 2.0], [jnp.nan, 0.0], [3.0, 4.0]])}
+    state = PushSumState(jnp.array([0.5, 1.0, jnp.inf]))
+    assert health_record(params, state) == {"peers_finite": 1, "mass": float("inf")}
+    state = PushSumState(jnp.array([0.5, 1.0, 1.25]))
+    assert health_record(params, state) == {"peers_finite": 2, "mass": 2.75}
+    keys = jnp.zeros((3, 2), jnp.uint32)  # integer leaves (PRNG key data) are always finite
+    assert health_record({"w": jnp.ones((3, 2))}, (keys,)) == {"peers_finite": 3}
 
 
 def test_evaluator_reports_average_and_local_models():

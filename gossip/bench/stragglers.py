@@ -3,12 +3,12 @@ against slow peers, on the event simulator's clock.
 
 Every run is ``gossip sim --engine event`` with rule ``push_sum`` (the one rule with an
 async mode; sync and time-budgeted run plain push-sum, sync+deadline and async running-sum
-push-sum, whose late messages lose no mass), a set base step time and links (so runs are
-deterministic and comparable), and one of the straggler scenarios: none, one peer 4x slower,
-25 % of the peers 2-8x slower (random). The report gives, per setting, each mode's simulated
-time and bytes to a target accuracy (a fraction of what sync reaches with no straggler), its
-final accuracy and the staleness of what it mixed; ``results.json`` keeps every record, and
-the report and plots are made from that file only.
+push-sum, whose late messages' mass comes with the next one on time), a set base step time
+and links (so runs are deterministic and comparable), and one of the straggler scenarios:
+none, one peer 4x slower, 25 % of the peers 2-8x slower (random). The report gives, per
+setting, each mode's simulated time and bytes to a target accuracy (a fraction of what sync
+reaches with no straggler), its final accuracy and the staleness of what it mixed;
+``results.json`` keeps every record, and the report and plots are made from that file only.
 
 ``QUICK`` runs in a few minutes on 2 CPU cores; ``FULL`` is the issue's grid. Every finished
 run is appended to ``OUT/runs.jsonl`` as it ends, and a rerun with the same OUT skips the
@@ -41,9 +41,9 @@ BANDWIDTH = 1000.0  # Mbit/s per link
 TARGET_FRACTION = 0.95  # of sync's final accuracy with no straggler
 
 # (label, config keys) of the modes. The deadline lets a fast peer wait half a step for a
-# late neighbour, whose mass then comes with its next message (running sums: plain push-sum
-# would lose it, drain every weight and diverge); the budget fits 4 steps of a peer at full
-# speed.
+# late neighbour, whose mass then comes with its next message on time (running sums: plain
+# push-sum would lose it, drain every weight and diverge; a neighbour never on time still
+# drains it, see docs/simulator.md); the budget fits 4 steps of a peer at full speed.
 MODES: list[tuple[str, dict[str, Any]]] = [
     ("sync", {}),
     ("sync+deadline", {"round_deadline": 0.5 * STEP_TIME, "running_sums": True}),
@@ -182,6 +182,42 @@ def _fmt(x: float | None, spec: str) -> str:
     return "—" if x is None else format(x, spec)
 
 
+def _span(values: list[float], spec: str) -> str:
+    if not values:
+        return "—"
+    lo, hi = format(min(values), spec), format(max(values), spec)
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
+def overview(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (scenario, mode, partition) other than sync: over the settings (n,
+    topology), the range of the speed-up to the target against sync in the same setting
+    (sync's time / the mode's), of the bytes to the target against sync's, of the final
+    accuracy minus sync's, and how many settings had a seed that missed the target."""
+    sync = {(r["n"], r["topology"], r["partition"], r["scenario"]): r
+            for r in rows if r["mode"] == "sync"}
+    groups: dict[tuple[str, str, str], list[tuple[dict, dict]]] = {}
+    for r in rows:
+        base = sync.get((r["n"], r["topology"], r["partition"], r["scenario"]))
+        if r["mode"] != "sync" and base is not None:
+            groups.setdefault((r["scenario"], r["mode"], r["partition"]), []).append((r, base))
+    out = []
+    for (scenario, mode, partition), pairs in groups.items():
+        both = [(r, b) for r, b in pairs if r["time_to_target_s"] and b["time_to_target_s"]]
+        out.append({
+            "scenario": scenario, "mode": mode, "partition": partition,
+            "settings": len(pairs),
+            "speedup": _span([b["time_to_target_s"] / r["time_to_target_s"] for r, b in both],
+                             ".2f"),
+            "bytes": _span([r["bytes_to_target"] / b["bytes_to_target"] for r, b in both],
+                           ".2f"),
+            "accuracy": _span([r["final_acc"] - b["final_acc"] for r, b in pairs], "+.3f"),
+            "missed": sum(r["reached"].split("/")[0] != r["reached"].split("/")[1]
+                          for r, _ in pairs),
+        })
+    return out
+
+
 def findings(rows: list[dict[str, Any]]) -> list[str]:
     """Sentences comparing each mode with sync in the same setting and straggler scenario
     (one 4x and none): time and bytes to the target, and final accuracy."""
@@ -233,7 +269,18 @@ def report(results: dict[str, Any]) -> str:
                 "and one 4x). The full grid (n = 16 and 64; ring, exponential, one-peer "
                 "exponential; three straggler scenarios; 3 seeds): `gossip bench stragglers "
                 "--out DIR`.", ""]
-    out += ["## Findings", ""]
+    out += ["## Overview", "",
+            "Each mode against sync in the same setting (n, topology), over the settings: "
+            "speed-up to the target (sync's time / the mode's; above 1 is faster), bytes to "
+            "the target (× sync's), final accuracy minus sync's, and the settings where a "
+            "seed never reached the target.", "",
+            "| stragglers | mode | partition | settings | speed-up | bytes × sync | "
+            "final acc − sync | settings with a seed short of the target |",
+            "|---|---|---|---|---|---|---|---|"]
+    out += [f"| {o['scenario']} | {o['mode']} | {o['partition']} | {o['settings']} | "
+            f"{o['speedup']} | {o['bytes']} | {o['accuracy']} | {o['missed']} |"
+            for o in overview(rows)]
+    out += ["", "## Findings", ""]
     out += [f"- {line}" for line in findings(rows)] or ["- (no one-4x runs)"]
     out += ["", "## All settings", "",
             "| n | topology | partition | stragglers | mode | target | reached | time to "
