@@ -127,10 +127,10 @@ def health_record(params: Params, rule_state: Any) -> dict[str, float | int]:
     leaves = [x for x in jax.tree.leaves((params, rule_state))
               if jnp.issubdtype(x.dtype, jnp.inexact)]
     n = leaves[0].shape[0]
-    ok = np.ones(n, bool)
-    for x in jax.device_get(leaves):
-        ok &= np.isfinite(np.asarray(x).reshape(n, -1)).all(axis=1)
-    record: dict[str, float | int] = {"peers_finite": int(ok.sum())}
+    ok = jnp.ones(n, bool)
+    for x in leaves:  # reduced where the parameters are; only N booleans come to the host
+        ok &= jnp.all(jnp.isfinite(x.reshape(n, -1)), axis=1)
+    record: dict[str, float | int] = {"peers_finite": int(jnp.sum(ok))}
     weight = getattr(rule_state, "weight", None)
     if weight is not None:
         record["mass"] = float(np.sum(np.asarray(jax.device_get(weight), np.float64)))
