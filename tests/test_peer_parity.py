@@ -1,10 +1,14 @@
 """The test DESIGN §1 keeps forever: N real peer processes end where the simulator ends."""
 
+import contextlib
+import io
 import subprocess
 
 import numpy as np
 import pytest
 from peer_utils import FAST, assert_ports_free, gossip_cmd, processes_mentioning, records
+
+from gossip.cli import main
 
 # Exact optimisation with full batches (batch size 0: padded and unpadded shards agree).
 LEAST_SQUARES = ["--dataset", "least_squares", "--model", "linear", "--batch-size", "0",
@@ -72,12 +76,13 @@ def test_every_defence_ends_with_the_simulators_parameters_against_a_real_attack
 
 
 def assert_parity(tmp_path, args):
-    """Runs ``gossip sim`` and ``gossip launch --local`` with 4 peers for 5 rounds; checks
-    every peer ends with the simulator's parameters. Returns the launch's directory."""
-    common = [*args, "--rounds", "5", "--seed", "3", "--save-params"]
+    """Runs ``gossip sim`` (in this process: the real peers are the processes under test)
+    and ``gossip launch --local`` with 4 peers for 5 rounds; checks every peer ends with the
+    simulator's parameters. Returns the launch's directory."""
+    common = [*args, "--rounds", "5", "--seed", "3", "--save-params", "--no-plot"]
     sim, real = tmp_path / "sim", tmp_path / "real"
-    subprocess.run(gossip_cmd("sim", "--peers", "4", "--out", str(sim), "--no-progress",
-                              *common), check=True, capture_output=True, timeout=120)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["sim", "--peers", "4", "--out", str(sim), "--no-progress", *common]) == 0
     run = subprocess.run(gossip_cmd("launch", "--local", "4", "--out", str(real),
                                     "--no-progress", *common),
                          capture_output=True, text=True, timeout=180)
