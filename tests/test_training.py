@@ -13,10 +13,12 @@ from gossip.experiment import build_experiment, stack_shards
 from gossip.training import (
     FULL_BATCH,
     full_batch,
+    has_convolution,
     make_local_round,
     make_local_step,
     masked_loss,
     round_key,
+    sample_batch,
 )
 
 
@@ -115,3 +117,30 @@ def test_negative_batch_size_is_refused():
     step = make_local_step(lambda p, x, y: jnp.mean((x @ p - y) ** 2), optax.sgd(0.1))
     with pytest.raises(ConfigError, match="batch_size must be >= 0, got -1"):
         make_local_round(step, -1, 1)
+
+
+@pytest.mark.parametrize("name, options, conv", [
+    ("cnn1d", {"channels": [2], "hidden": 4}, True),  # H steps unrolled
+    ("mlp", {"hidden": [4]}, False),  # H steps in a loop
+])
+def test_h_local_steps_equal_the_steps_one_by_one(name, options, conv):
+    model = make_model(name, _cls((6,)), **options)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(9, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 9).astype(np.int32)
+    size, key, opt = jnp.asarray(9, jnp.int32), jax.random.key(4), optax.adam(0.05)
+    params = model.init(jax.random.key(0), x[:1])
+    step = make_local_step(model.loss, opt)
+    assert has_convolution(lambda p: model.loss(p, x, y), params) is conv
+    local_round = make_local_round(step, 4, 3)
+    traced = str(jax.make_jaxpr(local_round)(params, opt.init(params), x, y, size, key))
+    assert ("unroll=3" if conv else "unroll=1") in traced
+    got, _, loss = jax.jit(local_round)(params, opt.init(params), x, y, size, key)
+    p, o, losses = params, opt.init(params), []
+    for h in range(3):  # the documented keys: fold_in(key, h), split into batch and step keys
+        batch_key, step_key = jax.random.split(jax.random.fold_in(key, h))
+        p, o, metrics = jax.jit(step)(p, o, sample_batch(batch_key, x, y, size, 4), step_key)
+        losses.append(metrics["loss"])
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(p), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loss, np.mean(losses), rtol=1e-5)
