@@ -306,3 +306,17 @@ def test_async_wait_latest_ends_when_every_sender_finished_or_left(inbox):
     inbox.wait_latest({1, 3}, timeout=30.0)  # 3 finished, 1 left: nothing to wait for
     inbox.wait_left({1}, timeout=30.0)
     assert time.monotonic() - begin < 20.0  # neither wait ran to its timeout
+
+
+def test_finished_read_before_a_take_names_only_last_messages_that_take_returns(inbox):
+    # An async peer's end (gossip.peer.asynchronous._absorb) stops when every sender's last
+    # message is taken in: `finished` read *after* a take may name a last message that
+    # arrived in between and was never taken (its push-sum mass lost).
+    inbox.go_async({1, 3}, final_round=10)
+    send(inbox, 1, 10)  # peer 1's last message
+    done = inbox.finished_now()
+    got = inbox.take_latest(1)
+    send(inbox, 3, 10)  # peer 3's last message arrives after the take
+    assert done == {1} and set(got) == {1}
+    assert inbox.finished_now() == {1, 3}  # arrived, not yet taken
+    assert list(inbox.take_latest(2)) == [3]

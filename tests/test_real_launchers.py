@@ -157,14 +157,20 @@ def test_hostfile_launch_over_real_ssh(plain, cluster):
             plain.out / "logs" / f"peer-{i:04d}.log").read_text()
 
 
-def test_hostfile_launch_with_keys_auto(cluster):
-    launch = start_launch(cluster, "keys", *SMALL, "--rounds", "10", "--keys", "auto")
+def test_hostfile_launch_async_with_keys_auto(cluster):
+    # Async mode over real ssh hosts and CURVE: the mode reaches every host, and the peers'
+    # push-sum mass is whole at the end (running sums, every last message taken in).
+    launch = start_launch(cluster, "keys", *SMALL, "--rounds", "10", "--keys", "auto",
+                          "--mode", "async", "--rule", "push_sum")
     assert launch.wait() == 0, launch.log[-3000:]
     assert sorted(p.name for p in (launch.out / "keys").iterdir()) == sorted(
         f"peer-{i:04d}.{ext}" for i in PEERS for ext in ("key", "key_secret"))
-    for i in PEERS:
-        assert launch.rounds(i)[-1] == 10
+    last = [records(launch.out / f"peer-{i:04d}.jsonl")[-1] for i in PEERS]
+    for i, r in zip(PEERS, last, strict=True):
+        assert r["final"] and r["params_finite"] and r["final_missing"] == 0, r
         assert "refused" not in (launch.out / "logs" / f"peer-{i:04d}.log").read_text()
+    assert sum(r["mass"] for r in last) == pytest.approx(4, abs=1e-4)
+    assert launch.summary()["peers_finished"] == 4
     # the fixture checks that the run directories, with the secret keys, are gone
 
 

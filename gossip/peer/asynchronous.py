@@ -211,6 +211,7 @@ class AsyncPeer(Peer):
                 if back:
                     self._unsent -= self._send_message(self.task.rounds, self._last_msg, back)
             self.inbox.wait_latest(senders, _WAIT_S)
+            done = self.inbox.finished_now()  # their last messages are in this take, or taken
             arrived = self.inbox.take_latest(self.inbox.current)
             if arrived:
                 quiet_since = time.monotonic()
@@ -224,7 +225,7 @@ class AsyncPeer(Peer):
                     log.warning("taking in the last messages gave non-finite numbers: "
                                 "discarded (from peer(s) %s)", sorted(arrived))
                 taken += len(arrived)
-            pending = {j for j in senders if j not in self.inbox.finished} | self._unsent
+            pending = {j for j in senders if j not in done} | self._unsent
             if not pending:
                 break
             gone = {j for j in pending if not self.inbox.alive({j})}

@@ -354,6 +354,13 @@ class Inbox:
             self._raise()
             return latest
 
+    def finished_now(self) -> frozenset[int]:
+        """Asynchronous mode: the senders whose last message has arrived so far. Read before
+        a ``take_latest``, it names senders whose last message that take (or an earlier
+        one) returns; read after, a last message may have arrived in between, untaken."""
+        with self._cond:
+            return frozenset(self.finished)
+
     def wait_latest(self, senders: set[int], timeout: float) -> None:
         """Asynchronous mode: waits until a message is held, or every peer of ``senders``
         has finished or is gone (dead, or said bye), or ``timeout`` seconds."""
