@@ -184,3 +184,24 @@ def test_a_peer_that_hears_nothing_stops_pushing_before_its_weight_underflows():
     # Whatever its weight, a local update moves its parameters by exactly the update.
     moved, _ = rule.adapt(x, state, {"w": jnp.array([0.5, 0.25])})
     np.testing.assert_array_equal(np.asarray(moved["w"]), [3.5, -1.75])
+
+
+def test_absorbing_the_last_messages_pushes_nothing():
+    # A peer that has sent its last message takes in its neighbours' (``absorb``: self weight
+    # 1): its running sums stay those of the last message, so a checkpoint made after it
+    # holds what the neighbours took in, and the mass it took stays with it.
+    rule = running_push_sum(1, slots=1)
+    local = lambda p, o, x, y, size, key: (p, o, jnp.zeros(()))  # noqa: E731
+    peer_round = make_peer_round(rule, local)
+    params = {"x": jnp.array([2.0, -1.0])}
+    state = PeerState(params, (), rule.init(params))
+    neighbour = rule.init({"x": jnp.array([4.0, 1.0])})
+    last = rule.message({"x": jnp.array([4.0, 1.0])}, neighbour)  # its running sums: (z, 1)
+    payloads = jax.tree.map(lambda m: m[None], last)
+    out = peer_round.absorb(state, payloads, jnp.array([0.5]))
+    for a, b in zip(jax.tree.leaves(out.rule_state.sent), jax.tree.leaves(state.rule_state.sent),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(out.rule_state.sent_weight, state.rule_state.sent_weight)
+    assert float(out.rule_state.weight) == pytest.approx(1.5)  # 1 kept + 0.5 taken in
+    np.testing.assert_allclose(out.params["x"], [(2.0 + 0.5 * 4.0) / 1.5, (-1.0 + 0.5) / 1.5])

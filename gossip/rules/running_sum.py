@@ -131,12 +131,12 @@ def running_push_sum(local_steps: int = 1, slots: int = 1) -> GossipRule:
                                jnp.zeros((2,), jnp.float32), (seen, seen),
                                jnp.zeros((slots, 2), jnp.float32))
 
-    def pushed(params: Params, state: RunningSumState
+    def pushed(params: Params, state: RunningSumState, allowed: jax.Array | bool = True
                ) -> tuple[Params, RunningSumPayload]:
         """This round's numerator and the running sums that include it (unchanged when the
-        weight is too small to push: ``MIN_PUSH_WEIGHT``)."""
+        weight is too small to push, ``MIN_PUSH_WEIGHT``, or the push is not ``allowed``)."""
         z = jax.tree.map(lambda x: x * state.weight.astype(x.dtype), params)
-        push = _pushes(state)
+        push = _pushes(state) & allowed
         hi, lo = state.sent
         pairs = jax.tree.map(lambda h, lo_, x: _accumulate(h, lo_, jnp.where(push, x, 0)),
                              hi, lo, z)
@@ -151,9 +151,12 @@ def running_push_sum(local_steps: int = 1, slots: int = 1) -> GossipRule:
 
     def mix(params: Params, state: RunningSumState, payloads: RunningSumPayload,
             weights: jax.Array, self_weight: jax.Array) -> tuple[Params, RunningSumState]:
-        z, sent = pushed(params, state)
+        # A self weight of 1 (``absorb``: the peer has sent its last message) pushes nothing,
+        # so the running sums stay those of its last message.
+        allowed = self_weight < 1
+        z, sent = pushed(params, state, allowed)
         # A peer that pushed nothing keeps its whole mass.
-        self_weight = jnp.where(_pushes(state), self_weight, 1)
+        self_weight = jnp.where(_pushes(state) & allowed, self_weight, 1)
         arrived = weights > 0
         (p_hi, p_lo), (s_hi, s_lo) = payloads.z, state.seen
         dz = jax.tree.map(_difference, p_hi, p_lo, s_hi, s_lo)
