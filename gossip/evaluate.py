@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gossip.round import finite
+
 Params = Any
 MetricFn = Callable[[Params, jax.Array, jax.Array], jax.Array]
 
@@ -124,12 +126,7 @@ def health_record(params: Params, rule_state: Any) -> dict[str, float | int]:
         the run is sound); and, for a push-sum rule (its state has a ``weight``), ``mass``:
         the sum of the peers' push-sum weights, N while no mass is lost or in flight.
     """
-    leaves = [x for x in jax.tree.leaves((params, rule_state))
-              if jnp.issubdtype(x.dtype, jnp.inexact)]
-    n = leaves[0].shape[0]
-    ok = jnp.ones(n, bool)
-    for x in leaves:  # reduced where the parameters are; only N booleans come to the host
-        ok &= jnp.all(jnp.isfinite(x.reshape(n, -1)), axis=1)
+    ok = jax.vmap(finite)((params, rule_state))  # (N,): only N booleans come to the host
     record: dict[str, float | int] = {"peers_finite": int(jnp.sum(ok))}
     weight = getattr(rule_state, "weight", None)
     if weight is not None:
